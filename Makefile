@@ -1,0 +1,45 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_WORKERS ?= 4
+
+.PHONY: run test lint typecheck pytest test-all clean
+
+$(VENV)/.run-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.run-installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.run-installed  ## serve examples/app.py on http://127.0.0.1:8000
+	$(BIN)/hasten app:app --app-dir examples --host 127.0.0.1 --port 8000
+
+test: lint typecheck pytest  ## ruff, mypy --strict, pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy --strict src
+
+pytest: $(VENV)/.dev-installed
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The suite on every CPython >= 3.11 this machine has (on PATH or under pyenv).
+test-all:
+	@set -e; found=0; \
+	for v in 3.11 3.12 3.13 3.14; do \
+	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
+	  [ -n "$$py" ] || continue; found=1; \
+	  echo "== CPython $$v ($$py)"; \
+	  $(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$v; \
+	done; [ $$found = 1 ]
+
+clean:
+	rm -rf .venv .venv-3.* .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""ASGI types, and the pieces every protocol shares: scope building and response checks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from http import HTTPStatus
+from typing import Any, Literal, TypedDict
+from urllib.parse import unquote
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
+
+
+class ASGIVersions(TypedDict):
+    version: str
+    spec_version: str
+
+
+class HTTPScope(TypedDict):
+    type: Literal["http"]
+    asgi: ASGIVersions
+    http_version: str
+    method: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    state: dict[str, Any]
+    extensions: dict[str, Any]
+
+
+class LifespanScope(TypedDict):
+    type: Literal["lifespan"]
+    asgi: ASGIVersions
+    state: dict[str, Any]
+
+
+class ClientDisconnected(OSError):
+    """Raised by ``send()`` once the client has gone away (ASGI spec 2.4)."""
+
+
+class HTTPRequestError(Exception):
+    """A request the server refuses, carrying the status to answer with (400, 414, 505...)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def decode_path(raw_path: bytes) -> str:
+    """The ASGI ``path``: the target path with percent-escapes decoded as UTF-8.
+
+    Raises ``UnicodeDecodeError`` for raw bytes outside ASCII, which no valid target has.
+    """
+    path = raw_path.decode("ascii")
+    # Most paths carry no escapes; skipping unquote() for them is measurably cheaper.
+    if "%" in path:
+        return unquote(path)
+    return path
+
+
+# RFC 9110 §5.1: field-name = token.
+_is_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+# RFC 9110 §5.5: CR, LF and NUL in a field value allow response splitting.
+_find_forbidden_value_byte = re.compile(rb"[\x00\r\n]").search
+
+
+def check_response_header(name: object, value: object) -> None:
+    """Raise ``RuntimeError`` for a header the app sent that must not reach the wire."""
+    if not isinstance(name, bytes) or not isinstance(value, bytes):
+        raise RuntimeError(
+            f"Response header names and values must be bytes, got {name!r}: {value!r}"
+        )
+    if _is_token(name) is None:
+        raise RuntimeError(f"Invalid response header name {name!r}")
+    if _find_forbidden_value_byte(value) is not None:
+        raise RuntimeError(f"Invalid response header value {value!r} (contains CR, LF or NUL)")
+
+
+def check_response_status(status: object) -> int:
+    """The app's ``status`` if it is a final HTTP status code; ``RuntimeError`` otherwise."""
+    if type(status) is not int or not 200 <= status <= 599:
+        raise RuntimeError(f"Invalid response status {status!r}: expected an int in 200..599")
+    return status
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {status} {phrase}\r\n".encode("latin-1")
+
+
+# Status lines are built once, not per response.
+_STATUS_LINES: dict[int, bytes] = {int(status): _status_line(int(status)) for status in HTTPStatus}
+
+
+def status_line(status: int) -> bytes:
+    """``HTTP/1.1 <status> <reason>\\r\\n`` for any status code."""
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else _status_line(status)
+
+
+def plain_response(status: int, *, close: bool = True) -> bytes:
+    """A short, fixed HTTP/1.1 error response: the status line and its phrase as body."""
+    body = HTTPStatus(status).phrase.encode("ascii") + b"\n"
+    return b"".join(
+        (
+            status_line(status),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n" if close else b"\r\n",
+            body,
+        )
+    )
+
+
+def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Serialise header pairs as ``name: value\\r\\n`` lines, in one join."""
+    return b"".join([b"%s: %s\r\n" % pair for pair in headers])

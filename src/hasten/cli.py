@@ -1,0 +1,97 @@
+"""``hasten APP [options]``: command-line options, generated from :class:`Config`."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+import hasten
+from hasten.config import Config, legacy_env_defaults
+
+
+def _click_type(annotation: Any, choices: Any) -> Any:
+    if choices:
+        return click.Choice(list(choices))
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    if typing.get_origin(annotation) is list:
+        annotation = typing.get_args(annotation)[0]
+    return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(annotation, click.STRING)
+
+
+def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any], Any]:
+    flag_name = "--" + item.name.replace("_", "-")
+    meta = item.metadata
+    if meta.get("flag"):
+        return click.option(
+            f"{flag_name}/--no-{item.name.replace('_', '-')}",
+            item.name,
+            default=None,
+            help=f"{meta['help']}  [default: {'on' if item.default else 'off'}]",
+        )
+    default = (
+        item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+    )
+    shown = "" if default in (None, [], "") else f"  [default: {default}]"
+    return click.option(
+        flag_name,
+        item.name,
+        type=_click_type(annotation, meta.get("choices")),
+        multiple=bool(meta.get("multiple")),
+        default=None,
+        metavar=meta.get("metavar"),
+        help=f"{meta['help']}{shown}",
+    )
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(
+        f"hasten {hasten.__version__} with {platform.python_implementation()} "
+        f"{platform.python_version()} on {platform.system()}"
+    )
+    ctx.exit()
+
+
+def _with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    hints = typing.get_type_hints(Config)
+    for item in reversed([f for f in dataclasses.fields(Config) if f.name != "app"]):
+        command = _option_for(item, hints[item.name])(command)
+    return command
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": None})
+@click.argument("app", metavar="APP")
+@_with_config_options
+@click.option(
+    "--version",
+    is_flag=True,
+    callback=_print_version,
+    expose_value=False,
+    is_eager=True,
+    help="Show the version and exit.",
+)
+def main(app: str, **options: Any) -> None:
+    """Serve the ASGI application APP, given as module:attribute (e.g. main:app)."""
+    settings = legacy_env_defaults()
+    for name, value in options.items():
+        if value is None or value == ():
+            continue
+        settings[name] = list(value) if isinstance(value, tuple) else value
+    try:
+        hasten.run(app, **settings)
+    except ValueError as exc:  # a setting's value
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,169 @@
+"""Every hasten setting, with its default, type and help text, in one typed dataclass.
+
+The command line is generated from the fields of :class:`Config` (see ``cli.py``), so a
+setting is declared exactly once: here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hasten.asgi import ASGIApplication
+
+LifespanMode = Literal["auto", "on", "off"]
+LoopName = Literal["auto", "asyncio", "uvloop"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+LOG_LEVELS: dict[str, int] = {
+    "critical": 50,
+    "error": 40,
+    "warning": 30,
+    "info": 20,
+    "debug": 10,
+    "trace": 5,
+}
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    choices: Sequence[str] | None = None,
+    flag: bool = False,
+    multiple: bool = False,
+    metavar: str | None = None,
+    env: str | None = None,
+) -> Any:
+    """Declare a setting: a dataclass field whose metadata drives the CLI and the docs.
+
+    ``flag`` makes a boolean ``--name/--no-name`` pair; ``multiple`` a repeatable option;
+    ``env`` names a legacy environment variable read when the option is not given.
+    """
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "flag": flag,
+        "multiple": multiple,
+        "metavar": metavar,
+        "env": env,
+    }
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class Config:
+    """The settings of one hasten server.
+
+    ``app`` is an ASGI application or an import string ``"module:attribute"``. Every other
+    field has the same name as its command-line option (``timeout_keep_alive`` is
+    ``--timeout-keep-alive``) and, where uvicorn has the setting, uvicorn's name.
+    """
+
+    app: ASGIApplication | str = field(metadata={"help": "The ASGI app, as module:attribute."})
+    host: str = setting("127.0.0.1", "Bind the socket to this host.")
+    port: int = setting(8000, "Bind the socket to this port; 0 picks a free port.")
+    uds: str | None = setting(None, "Bind to this Unix domain socket.", metavar="PATH")
+    fd: int | None = setting(None, "Serve on an already bound socket, by file descriptor.")
+    backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.")
+    app_dir: str = setting(".", "Look for the app module in this directory.", metavar="DIR")
+    factory: bool = setting(
+        False, "Treat APP as a factory: call it with no arguments to get the app.", flag=True
+    )
+    lifespan: LifespanMode = setting(
+        "auto", "Run the ASGI lifespan protocol.", choices=("auto", "on", "off")
+    )
+    root_path: str = setting(
+        "", "The path prefix the app is mounted under (scope['root_path']).", metavar="PATH"
+    )
+    loop: LoopName = setting(
+        "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")
+    )
+    log_level: LogLevel = setting("info", "Log level.", choices=tuple(LOG_LEVELS))
+    access_log: bool = setting(True, "Log one line per response (hasten.access).", flag=True)
+    server_header: bool = setting(True, "Send a 'Server: hasten' header.", flag=True)
+    date_header: bool = setting(True, "Send a 'Date' header.", flag=True)
+    headers: list[str] = setting(
+        [],
+        "Add a default response header, NAME:VALUE. Repeatable.",
+        multiple=True,
+        metavar="NAME:VALUE",
+    )
+    limit_concurrency: int | None = setting(
+        None, "Answer 503 once this many connections or requests are open."
+    )
+    timeout_keep_alive: float = setting(
+        5.0, "Close a keep-alive connection idle for this many seconds."
+    )
+    timeout_graceful_shutdown: float | None = setting(
+        None, "On shutdown, wait at most this many seconds for requests to finish."
+    )
+    proxy_headers: bool = setting(
+        False,
+        "Trust X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips peers.",
+        flag=True,
+    )
+    forwarded_allow_ips: str = setting(
+        "127.0.0.1",
+        "Comma-separated IPs, CIDRs, 'unix:' or '*' trusted to send proxy headers.",
+        env="FORWARDED_ALLOW_IPS",
+    )
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first setting whose value is not allowed."""
+        for item in dataclasses.fields(self):
+            choices = item.metadata.get("choices")
+            value = getattr(self, item.name)
+            if choices and value not in choices:
+                raise ValueError(
+                    f"{item.name}={value!r} is not allowed; choose one of {', '.join(choices)}"
+                )
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port={self.port} is not allowed; use 0..65535")
+        if self.backlog < 1:
+            raise ValueError(f"backlog={self.backlog} is not allowed; use a positive number")
+        if self.limit_concurrency is not None and self.limit_concurrency < 1:
+            raise ValueError(f"limit_concurrency={self.limit_concurrency} must be positive")
+        if self.timeout_keep_alive < 0:
+            raise ValueError("timeout_keep_alive must be >= 0")
+        if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
+            raise ValueError("timeout_graceful_shutdown must be >= 0")
+        for header in self.headers:
+            name, sep, _ = header.partition(":")
+            if not sep or not name.strip():
+                raise ValueError(f"headers: {header!r} is not NAME:VALUE")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise ValueError(
+                f"root_path={self.root_path!r} must start with '/' and not end with '/'"
+            )
+
+    @property
+    def log_level_number(self) -> int:
+        return LOG_LEVELS[self.log_level]
+
+    @property
+    def default_headers(self) -> list[tuple[bytes, bytes]]:
+        """``--header`` values as encoded ``(lower-case name, value)`` pairs."""
+        pairs = []
+        for header in self.headers:
+            name, _, value = header.partition(":")
+            pairs.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
+        return pairs
+
+
+def legacy_env_defaults() -> dict[str, Any]:
+    """Settings taken from the environment variables uvicorn users already set."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(Config):
+        env_name = item.metadata.get("env")
+        if env_name and env_name in os.environ:
+            values[item.name] = os.environ[env_name]
+    return values

@@ -1,0 +1,75 @@
+"""Read and write backpressure between a transport and the app, shared by the protocols."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hasten.asgi import ClientDisconnected
+
+# Request body bytes buffered ahead of the app before the socket stops being read.
+READ_HIGH_WATER = 64 * 1024
+
+
+class FlowControl:
+    """Pauses reading while the app lags behind, and makes writers wait while the peer does.
+
+    Reading is paused for any number of reasons at once (a full body buffer, requests
+    queued behind a slow one); it resumes only when every reason is gone.
+    """
+
+    __slots__ = ("_drain_waiter", "_read_pause_reasons", "closed", "transport", "write_paused")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.write_paused = False
+        self.closed = False
+        self._read_pause_reasons = 0
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    def pause_reading(self, reason: int) -> None:
+        """Stop reading the socket for ``reason`` (a bit flag)."""
+        if not self._read_pause_reasons and not self.closed:
+            self.transport.pause_reading()
+        self._read_pause_reasons |= reason
+
+    def resume_reading(self, reason: int) -> None:
+        """Drop ``reason``; reading resumes when no reason is left."""
+        if self._read_pause_reasons & reason:
+            self._read_pause_reasons &= ~reason
+            if not self._read_pause_reasons and not self.closed:
+                self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writer()
+
+    def connection_lost(self) -> None:
+        self.closed = True
+        self._wake_writer()
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its low-water mark."""
+        if self.closed:
+            raise ClientDisconnected("the client disconnected")
+        if not self.write_paused:
+            return
+        waiter = self._drain_waiter
+        if waiter is None:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.shield(waiter)
+        if self.closed:
+            raise ClientDisconnected("the client disconnected")
+
+    def _wake_writer(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+PAUSED_FOR_BODY = 1
+PAUSED_FOR_PIPELINE = 2

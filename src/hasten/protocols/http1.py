@@ -1,0 +1,727 @@
+"""HTTP/1.1 over httptools: the request hot path.
+
+This file deliberately fuses the wire protocol with asyncio (STYLE rule 1's exception):
+httptools (llhttp) is already a C state machine fed with bytes, and routing its callbacks
+straight into the request cycle, with no intermediate event objects, is what makes the path
+from ``data_received`` to ``transport.write`` short. Read it top to bottom:
+
+``H1Connection.data_received`` feeds the parser; the parser's callbacks build a
+``RequestCycle`` per request; once the bytes at hand are parsed the next queued cycle is
+started (eagerly where Python allows); the app's ``send()`` serialises the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from time import perf_counter
+from typing import Any, cast
+
+import httptools
+
+from hasten.asgi import (
+    ASGI_VERSION,
+    ClientDisconnected,
+    HTTPRequestError,
+    Message,
+    check_response_header,
+    check_response_status,
+    decode_path,
+    plain_response,
+    status_line,
+)
+from hasten.logs import error_logger, log_access
+from hasten.protocols.flow import (
+    PAUSED_FOR_BODY,
+    PAUSED_FOR_PIPELINE,
+    READ_HIGH_WATER,
+    FlowControl,
+)
+from hasten.proxy import apply_proxy_headers
+from hasten.state import ServerState
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+# Bodies up to this size are copied next to the response head and sent in one write;
+# larger ones go out with writelines() so they are not copied.
+_COALESCE_LIMIT = 64 * 1024
+_CONTENT_LENGTH_VALUE = re.compile(rb"[0-9]{1,18}").fullmatch
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class RequestCycle:
+    """One request and its response: the ``receive`` and ``send`` the app is given.
+
+    The response head is held back until the first body message (or until the app
+    suspends) so that a small response leaves in a single ``transport.write``.
+    """
+
+    __slots__ = (
+        "body",
+        "body_complete",
+        "body_size",
+        "bytes_left",
+        "chunked",
+        "close_after",
+        "conn",
+        "declared_length",
+        "disconnected",
+        "expect_continue",
+        "final_body_delivered",
+        "head_parts",
+        "head_pending",
+        "is_head",
+        "keep_alive",
+        "overridden_defaults",
+        "response_complete",
+        "response_started",
+        "scope",
+        "start_time",
+        "status",
+        "waiter",
+    )
+
+    def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.is_head = scope["method"] == "HEAD"
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.body_complete = False
+        self.final_body_delivered = False
+        self.disconnected = False
+        self.expect_continue = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.response_started = False
+        self.response_complete = False
+        self.head_pending = False
+        self.head_parts: list[bytes] = []
+        self.overridden_defaults: set[bytes] | None = None
+        self.status = 0
+        self.declared_length: int | None = None
+        self.bytes_left = 0
+        self.chunked = False
+        self.close_after = False
+        self.start_time = 0.0
+
+    # -- app side ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the app for this request and turn whatever goes wrong into a clean answer."""
+        try:
+            result: object = await self.conn.state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except BaseException as exc:
+            self._app_failed(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if result is not None:
+            error_logger.error("ASGI callable returned a non-None value: %r", result)
+        if not self.response_started:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without starting a response.")
+                self.send_error_response(500)
+        elif not self.response_complete:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without completing the response.")
+            self.conn.close_transport()
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            # Cancelled by the server (graceful-shutdown timeout or client gone).
+            self.conn.close_transport()
+            return
+        if self.disconnected and _caused_by_disconnect(exc):
+            error_logger.debug("Client disconnected while the app was responding.")
+            return
+        error_logger.error("Exception in ASGI application", exc_info=exc)
+        if not self.response_started or (self.head_pending and not self.response_complete):
+            self.response_started = True
+            self.send_error_response(500)
+        else:
+            self.conn.close_transport()
+
+    def send_error_response(self, status: int) -> None:
+        """Answer with a plain error response and close the connection."""
+        self.head_pending = False
+        self.response_started = True
+        self.response_complete = True
+        self.status = status
+        if not self.disconnected:
+            self.conn.transport.write(plain_response(status))
+        self._wake()
+        self.conn.close_transport()
+        if self.conn.state.access_log:
+            self._log_access()
+
+    async def receive(self) -> Message:
+        """The ASGI ``receive``: body chunks as they arrive, then ``http.disconnect``."""
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.response_started and not self.disconnected:
+                self.conn.transport.write(CONTINUE_RESPONSE)
+        if self.final_body_delivered:
+            # The whole body was handed over; what is left to say is the disconnect.
+            while not (self.disconnected or self.response_complete):
+                await self._wait()
+            return {"type": "http.disconnect"}
+        while not (self.body or self.body_complete or self.disconnected):
+            await self._wait()
+        if self.disconnected or (self.response_complete and not self.body):
+            return {"type": "http.disconnect"}
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body.clear()
+        self.body_size = 0
+        more_body = not self.body_complete
+        if more_body:
+            self.conn.flow.resume_reading(PAUSED_FOR_BODY)
+        else:
+            self.final_body_delivered = True
+        return {"type": "http.request", "body": body, "more_body": more_body}
+
+    async def _wait(self) -> None:
+        waiter = self.waiter = self.conn.state.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send``: validate the message, then serialise it onto the transport."""
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        message_type = message["type"]
+        if not self.response_started:
+            if message_type != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got {message_type!r}."
+                )
+            self._start_response(message)
+            return
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message {message_type!r} after the response.")
+        if message_type != "http.response.body":
+            raise RuntimeError(
+                f"Expected ASGI message 'http.response.body', but got {message_type!r}."
+            )
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise RuntimeError(f"Response body must be bytes, got {type(body).__name__}.")
+            body = bytes(body)
+        self._write_body(body, more_body)
+        if self.conn.flow.write_paused:
+            await self.conn.flow.drain()
+
+    # -- serialisation ----------------------------------------------------------------------
+
+    def _start_response(self, message: Message) -> None:
+        self.status = status = check_response_status(message.get("status"))
+        headers = message.get("headers", ())
+        parts = [status_line(status), b""]  # [1] becomes the default header block
+        default_names = self.conn.state.default_header_names
+        close = not self.keep_alive or self.conn.closing
+        for header in headers:
+            name, value = header
+            check_response_header(name, value)
+            lowered = name.lower()
+            if lowered == b"content-length":
+                if _CONTENT_LENGTH_VALUE(value) is None:
+                    raise RuntimeError(f"Invalid response Content-Length {value!r}")
+                if status in _NO_BODY_STATUSES and status != 304:
+                    continue
+                self.declared_length = int(value)
+            elif lowered == b"transfer-encoding":
+                # The server frames the body itself; the app's framing header is replaced.
+                continue
+            elif lowered == b"connection":
+                if b"close" in value.lower():
+                    close = True
+                continue
+            elif lowered in default_names:
+                if self.overridden_defaults is None:
+                    self.overridden_defaults = set()
+                self.overridden_defaults.add(lowered)
+            parts.append(b"%s: %s\r\n" % (name, value))
+        self.close_after = close
+        self.head_parts = parts
+        self.response_started = True
+        self.head_pending = True
+        if not self.conn.in_eager_start:
+            # The app may now wait a long time before its first body message; make sure
+            # the client sees the head soon.
+            self.conn.state.loop.call_soon(self.flush_pending_head)
+
+    def flush_pending_head(self) -> None:
+        """Send a held-back response head now, committing to a streamed body."""
+        if self.head_pending and not self.disconnected:
+            self.conn.transport.write(self._finish_head(None))
+
+    def _finish_head(self, whole_body: bytes | None) -> bytes:
+        """Decide the framing and return the serialised head.
+
+        ``whole_body`` is the complete body when it is known at this point (the first body
+        message was also the last), else ``None``.
+        """
+        self.head_pending = False
+        parts = self.head_parts
+        state = self.conn.state
+        if self.overridden_defaults:
+            parts[1] = state.default_headers_except(frozenset(self.overridden_defaults))
+        else:
+            parts[1] = state.default_headers
+        status = self.status
+        if self.declared_length is not None:
+            self.bytes_left = self.declared_length
+        elif status in _NO_BODY_STATUSES:
+            pass
+        elif whole_body is not None:
+            if whole_body or not self.is_head:
+                parts.append(b"content-length: %d\r\n" % len(whole_body))
+        elif self.scope["http_version"] == "1.1":
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            # HTTP/1.0 knows no chunked coding: the end of the body is the end of the
+            # connection (RFC 9112 §6.3, item 8).
+            self.close_after = True
+        if self.close_after:
+            parts.append(b"connection: close\r\n\r\n")
+        elif self.scope["http_version"] == "1.0":
+            parts.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _write_body(self, body: bytes, more_body: bool) -> None:
+        head = self._finish_head(None if more_body else body) if self.head_pending else b""
+        writes_body = not (self.is_head or self.status in _NO_BODY_STATUSES)
+        if writes_body and body:
+            if self.declared_length is not None:
+                if len(body) > self.bytes_left:
+                    if head:
+                        self.conn.transport.write(head)
+                    raise RuntimeError("Response content is longer than its Content-Length.")
+                self.bytes_left -= len(body)
+            elif self.chunked:
+                body = b"%x\r\n%b\r\n" % (len(body), body)
+        else:
+            body = b""
+        if not more_body:
+            if self.chunked and writes_body:
+                body += _LAST_CHUNK
+            self.response_complete = True
+        transport = self.conn.transport
+        if head:
+            if len(body) <= _COALESCE_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
+        elif body:
+            transport.write(body)
+        if self.response_complete:
+            self._response_done()
+
+    def _response_done(self) -> None:
+        self._wake()
+        if self.conn.state.access_log:
+            self._log_access()
+        if self.declared_length is not None and self.bytes_left and not self.is_head:
+            error_logger.error(
+                "Response content is shorter than its Content-Length; closing the connection."
+            )
+            self.close_after = True
+        self.conn.response_finished(self)
+
+    def _log_access(self) -> None:
+        scope = self.scope
+        log_access(
+            scope["client"],
+            scope["method"],
+            scope["raw_path"],
+            scope["query_string"],
+            scope["http_version"],
+            self.status,
+            perf_counter() - self.start_time,
+        )
+
+    # -- connection side --------------------------------------------------------------------
+
+    def feed_body(self, chunk: bytes) -> None:
+        if self.response_complete:
+            return  # the app answered without reading; the connection will close
+        self.body.append(chunk)
+        self.body_size += len(chunk)
+        if self.body_size > READ_HIGH_WATER:
+            self.conn.flow.pause_reading(PAUSED_FOR_BODY)
+        self._wake()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self._wake()
+
+    def client_gone(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+
+def _caused_by_disconnect(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ClientDisconnected):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class H1Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: parser callbacks in, request cycles out, in order.
+
+    ``pipeline`` holds parsed requests whose app has not started; ``cycle`` is the request
+    being answered. Apps start once the bytes at hand are parsed, so a request that arrived
+    whole meets an app whose first ``receive()`` returns at once.
+    """
+
+    __slots__ = (
+        "body_cycle",
+        "client",
+        "closing",
+        "cycle",
+        "flow",
+        "headers",
+        "idle_since",
+        "in_eager_start",
+        "parser",
+        "pending_error",
+        "pipeline",
+        "priming_parser",
+        "scheme",
+        "scope_base",
+        "server",
+        "state",
+        "transport",
+        "url",
+    )
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.cycle: RequestCycle | None = None
+        self.body_cycle: RequestCycle | None = None
+        self.pipeline: deque[RequestCycle] = deque()
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.closing = False
+        self.in_eager_start = False
+        self.priming_parser = False
+        self.pending_error = 0
+        self.idle_since = 0.0
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports don't subclass asyncio.Transport, so no isinstance() here.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(transport)
+        self.parser = httptools.HttpRequestParser(self)
+        # Addresses are looked up once per connection, not once per request.
+        self.client = _ip_address(transport.get_extra_info("peername"))
+        sockname = transport.get_extra_info("sockname")
+        if isinstance(sockname, str):
+            # ASGI: for a Unix socket, server is (path, None).
+            self.server: tuple[str, int | None] | None = (sockname, None)
+        else:
+            self.server = _ip_address(sockname)
+        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        self.scope_base = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "scheme": self.scheme,
+            "root_path": self.state.root_path,
+            "client": self.client,
+            "server": self.server,
+        }
+        self.idle_since = self.state.loop.time()
+        self.state.connections.add(self)
+        if self.state.shutting_down:
+            self.shutdown()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self.flow.connection_lost()
+        self._drop_requests()
+
+    def eof_received(self) -> bool:
+        body_cycle = self.body_cycle
+        if body_cycle is not None:
+            # The request ended before its body did: it is incomplete (RFC 9112 §6.3).
+            body_cycle.client_gone()
+            return False
+        if self.cycle is not None or self.pipeline:
+            # Half-close after a complete request: answer it, then close (RFC 9112 §9.6).
+            self.closing = True
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = 0.0
+        self._parse(data)
+        if self.cycle is None and (self.pipeline or self.pending_error):
+            self._start_next()
+
+    def _parse(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade_requested(data[upgrade.args[0] :])
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, HTTPRequestError):
+                error_logger.debug("Refused request: %s", cause.reason)
+                self.reject(cause.status)
+            else:
+                error_logger.debug("Malformed HTTP request: %s", exc)
+                self.reject(400)
+
+    # -- parser callbacks (httptools) -------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        if self.priming_parser:
+            return
+        parser = self.parser
+        http_version = parser.get_http_version()
+        if http_version not in {"1.1", "1.0"}:
+            if http_version[0] >= "2":
+                raise HTTPRequestError(505, f"HTTP/{http_version} is not supported")
+            raise HTTPRequestError(400, f"HTTP/{http_version} is not supported")
+        url = self.url
+        if url[:1] == b"/":
+            raw_path, _, query_string = url.partition(b"?")
+        else:
+            parsed = httptools.parse_url(url)
+            raw_path = parsed.path or b"/"
+            query_string = parsed.query or b""
+        try:
+            path = decode_path(raw_path)
+        except UnicodeDecodeError:
+            raise HTTPRequestError(400, "non-ASCII bytes in the request target") from None
+        state = self.state
+        root_path = state.root_path
+        headers = self.headers
+        scope = {
+            **self.scope_base,
+            "http_version": http_version,
+            "method": parser.get_method().decode("ascii"),
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "state": state.lifespan_state.copy(),
+            "extensions": {},
+        }
+        if state.trusted_proxies is not None:
+            scope["client"], scope["scheme"] = apply_proxy_headers(
+                state.trusted_proxies, self.client, self.scheme, headers
+            )
+        cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)
+        for name, value in headers:
+            if name == b"expect" and value.lower() == b"100-continue":
+                # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
+                cycle.expect_continue = http_version == "1.1"
+        self.body_cycle = cycle
+        if self.cycle is not None or self.pipeline:
+            # Pipelined behind a request still being answered: stop reading until it's done.
+            self.flow.pause_reading(PAUSED_FOR_PIPELINE)
+        self.pipeline.append(cycle)
+
+    def on_body(self, body: bytes) -> None:
+        body_cycle = self.body_cycle
+        if body_cycle is not None:
+            body_cycle.feed_body(body)
+
+    def on_message_complete(self) -> None:
+        body_cycle = self.body_cycle
+        if body_cycle is not None:
+            body_cycle.end_body()
+            self.body_cycle = None
+
+    def _upgrade_requested(self, rest: bytes) -> None:
+        """The parser stopped at the head of a request asking to switch protocols."""
+        cycle = self.pipeline[-1] if self.pipeline else None
+        if cycle is None:
+            return
+        if cycle.scope["method"] == "CONNECT":
+            # An origin server is not a tunnel (RFC 9110 §9.3.6): refuse, and never read
+            # what follows as HTTP.
+            self.pipeline.pop()
+            self.reject(501)
+            return
+        handler = self.state.upgrade_handlers.get(_upgrade_token(cycle.scope["headers"]))
+        if handler is not None and handler(self, cycle, rest):
+            return
+        # No protocol to switch to: RFC 9110 §7.8 lets the server ignore Upgrade and answer
+        # over HTTP/1.1. llhttp leaves the request's body unparsed, so a fresh parser is
+        # primed with a head carrying only that request's framing and then reads the body,
+        # and whatever follows it, as usual.
+        framing = _body_framing(cycle.scope["headers"])
+        if framing is not None:
+            cycle.body_complete = False
+            self.body_cycle = cycle
+            self.parser = httptools.HttpRequestParser(self)
+            self.priming_parser = True
+            try:
+                self.parser.feed_data(b"PUT / HTTP/1.1\r\n%b\r\n\r\n" % framing)
+            finally:
+                self.priming_parser = False
+        if rest:
+            self._parse(rest)
+
+    # -- request dispatch -------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        """Start queued requests, one at a time, while earlier ones finish at once."""
+        pipeline = self.pipeline
+        while self.cycle is None and pipeline:
+            cycle = pipeline.popleft()
+            self.cycle = cycle
+            self._run_app(cycle)
+        if not pipeline:
+            self.flow.resume_reading(PAUSED_FOR_PIPELINE)
+            if self.pending_error and self.cycle is None:
+                self.reject(self.pending_error)
+
+    def _run_app(self, cycle: RequestCycle) -> None:
+        state = self.state
+        if state.access_log:
+            cycle.start_time = perf_counter()
+        if state.over_capacity():
+            error_logger.warning("Exceeded concurrency limit; answering 503.")
+            cycle.send_error_response(503)
+            return
+        coro = cycle.run()
+        if state.eager_tasks:
+            # Run the app's first step right here: a request that never suspends is
+            # answered within this data_received call, with no event-loop round trip.
+            self.in_eager_start = True
+            try:
+                task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
+                    coro, loop=state.loop, eager_start=True
+                )
+            finally:
+                self.in_eager_start = False
+            if task.done():
+                return
+            cycle.flush_pending_head()
+        else:
+            task = state.loop.create_task(coro)
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+
+    def response_finished(self, cycle: RequestCycle) -> None:
+        """Called when a response has been completely written."""
+        if cycle is not self.cycle:
+            return
+        self.cycle = None
+        if cycle.close_after or self.closing or not cycle.body_complete:
+            # RFC 9112 §9.3: read the whole body or close; an unread body's bytes must
+            # never be parsed as the next request.
+            self.close_transport()
+            return
+        if self.pipeline or self.pending_error:
+            if not self.in_eager_start:
+                self._start_next()
+            # During an eager start the dispatch loop in _start_next() carries on.
+            return
+        self.idle_since = self.state.loop.time()
+
+    # -- errors and shutdown ----------------------------------------------------------------
+
+    def reject(self, status: int) -> None:
+        """Answer a request the parser refused, after any responses still owed, then close."""
+        self.body_cycle = None
+        if self.cycle is not None or self.pipeline:
+            self.pending_error = status
+            self.flow.pause_reading(PAUSED_FOR_PIPELINE)
+            return
+        if not self.transport.is_closing():
+            self.transport.write(plain_response(status))
+        self.close_transport()
+
+    def close_transport(self) -> None:
+        """Close the connection; requests not yet answered are dropped."""
+        if not self.transport.is_closing():
+            self.transport.close()
+        self._drop_requests()
+
+    def _drop_requests(self) -> None:
+        self.closing = True
+        self.pending_error = 0
+        if self.cycle is not None:
+            self.cycle.client_gone()
+            self.cycle = None
+        for queued in self.pipeline:
+            queued.client_gone()
+        self.pipeline.clear()
+        self.body_cycle = None
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close when idle, else after the response in progress."""
+        self.closing = True
+        if self.cycle is None and not self.pipeline:
+            self.close_transport()
+
+    def close_if_idle_since_before(self, deadline: float) -> None:
+        if self.idle_since and self.idle_since <= deadline and self.cycle is None:
+            self.close_transport()
+
+
+def _ip_address(address: Any) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return None
+
+
+def _upgrade_token(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The first protocol named by the request's ``Upgrade`` header, lower-cased."""
+    for name, value in headers:
+        if name == b"upgrade":
+            return value.split(b",", 1)[0].strip().lower()
+    return b""
+
+
+def _body_framing(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The framing header line of a request that has a body, else ``None``."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return b"transfer-encoding: " + value
+        if name == b"content-length" and value.strip(b" \t") not in (b"0", b""):
+            return b"content-length: " + value
+    return None

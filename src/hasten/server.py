@@ -1,0 +1,242 @@
+"""``Server``: bind or adopt sockets, serve connections, and shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import socket
+import stat
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
+
+from hasten.config import Config
+from hasten.importer import load_app
+from hasten.lifespan import Lifespan
+from hasten.logs import error_logger
+from hasten.protocols.http1 import H1Connection
+from hasten.state import ServerState
+
+STARTUP_FAILURE = 3
+_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# How often a shutting-down server looks whether every connection and task has finished.
+_DRAIN_POLL_INTERVAL = 0.02
+
+
+def bind_socket(config: Config) -> socket.socket:
+    """Create the listening socket ``config`` asks for: ``--fd``, ``--uds`` or host/port."""
+    if config.fd is not None:
+        sock = socket.socket(fileno=config.fd)
+    elif config.uds is not None:
+        path = config.uds
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.unlink(path)  # a stale socket from an earlier run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        os.chmod(path, 0o666)
+    else:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            sock.bind((config.host, config.port))
+        except OSError:
+            sock.close()
+            raise
+    sock.listen(config.backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def describe_socket(sock: socket.socket, config: Config) -> str:
+    """Where a listening socket serves, as the startup log line shows it."""
+    address = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix socket {address or config.uds}"
+    host, port = address[0], address[1]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class Server:
+    """One hasten server process: ``await server.serve()`` runs it until it is told to stop.
+
+    Setting ``should_exit`` (from any thread, or by SIGINT/SIGTERM) starts a graceful
+    shutdown; a second signal, or ``force_exit``, cuts it short.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = False
+        self.force_exit = False
+        self.exit_code = 0
+        self.state: ServerState | None = None
+        self.servers: list[asyncio.Server] = []
+        self._should_exit = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exit_event: asyncio.Event | None = None
+
+    @property
+    def should_exit(self) -> bool:
+        """Whether the server has been asked to stop."""
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value:
+            self._wake()
+
+    def _wake(self) -> None:
+        loop, event = self._loop, self._exit_event
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+        else:
+            loop.call_soon_threadsafe(event.set)
+
+    def run(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        """Run the server in a new event loop until it stops (blocking)."""
+        with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
+            runner.run(self.serve(sockets))
+
+    async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
+        """Serve until ``should_exit``; ``sockets`` are already-listening sockets to adopt."""
+        self._loop = asyncio.get_running_loop()
+        self._exit_event = asyncio.Event()
+        if self._should_exit:
+            self._exit_event.set()
+        error_logger.info("Started server process [%d]", os.getpid())
+        with self._signal_handlers():
+            await self._serve(sockets)
+        error_logger.info("Finished server process [%d]", os.getpid())
+
+    async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+        lifespan = Lifespan(app, config.lifespan)
+        await lifespan.startup()
+        if lifespan.startup_failed:
+            self.exit_code = STARTUP_FAILURE
+            return
+        state = self.state = ServerState(config, app, loop)
+        state.lifespan_state = lifespan.state
+        try:
+            await self._start_listening(state, sockets)
+        except OSError as exc:
+            error_logger.error("%s", exc)
+            self.exit_code = STARTUP_FAILURE
+            await lifespan.shutdown()
+            return
+        self.started = True
+        await self._main_loop(state)
+        await self._shutdown(state)
+        if not self.force_exit:
+            await lifespan.shutdown()
+
+    async def _start_listening(
+        self, state: ServerState, sockets: Sequence[socket.socket] | None
+    ) -> None:
+        config = self.config
+        loop = state.loop
+        protocol_factory = functools.partial(H1Connection, state)
+        adopted = list(sockets) if sockets else [bind_socket(config)]
+        for sock in adopted:
+            server = await loop.create_server(protocol_factory, sock=sock, backlog=config.backlog)
+            self.servers.append(server)
+            error_logger.info(
+                "Listening on %s (Press CTRL+C to quit)", describe_socket(sock, config)
+            )
+
+    async def _main_loop(self, state: ServerState) -> None:
+        assert self._exit_event is not None
+        keep_alive = self.config.timeout_keep_alive
+        # The tick refreshes the Date header and closes idle keep-alive connections: one
+        # timer for the whole server instead of one per connection.
+        interval = min(1.0, max(0.05, keep_alive / 4))
+        while not self._should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_event.wait(), interval)
+            state.refresh_date()
+            deadline = state.loop.time() - keep_alive
+            for conn in list(state.connections):
+                conn.close_if_idle_since_before(deadline)
+
+    async def _shutdown(self, state: ServerState) -> None:
+        error_logger.info("Shutting down")
+        state.shutting_down = True
+        for server in self.servers:
+            server.close()
+        for conn in list(state.connections):
+            conn.shutdown()
+        timeout = self.config.timeout_graceful_shutdown
+        deadline = None if timeout is None else state.loop.time() + timeout
+        if state.connections or state.tasks:
+            error_logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+        while (state.connections or state.tasks) and not self.force_exit:
+            if deadline is not None and state.loop.time() >= deadline:
+                error_logger.warning(
+                    "Graceful shutdown timed out; cancelling %d request(s).",
+                    len(state.tasks),
+                )
+                break
+            await asyncio.sleep(_DRAIN_POLL_INTERVAL)
+        for task in list(state.tasks):
+            task.cancel()
+        for conn in list(state.connections):
+            conn.abort()
+        if state.tasks:
+            await asyncio.wait(list(state.tasks), timeout=1.0)
+
+    def handle_exit(self, sig: int, frame: FrameType | None = None) -> None:
+        """Signal handler: the first signal asks for a graceful exit, the next forces it."""
+        if self._should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            # Embedded in a thread: the host program owns signals.
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        try:
+            for sig in _HANDLED_SIGNALS:
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+                installed.append(sig)
+        except NotImplementedError:  # pragma: no cover - Windows
+            for sig in _HANDLED_SIGNALS:
+                signal.signal(sig, self.handle_exit)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop constructor for ``--loop`` (``auto`` prefers uvloop when installed)."""
+    if name in ("auto", "uvloop"):
+        try:
+            import uvloop  # noqa: PLC0415 -- optional dependency
+        except ImportError:
+            if name == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop

@@ -1,0 +1,108 @@
+"""What every connection of one server shares: the app, settings it reads per request, and
+the registries of open connections and running app tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from email.utils import formatdate
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hasten.asgi import ASGIApplication, encode_headers
+from hasten.config import Config
+from hasten.logs import access_logger
+from hasten.proxy import TrustedProxies
+
+if TYPE_CHECKING:
+    from hasten.protocols.http1 import H1Connection, RequestCycle
+
+# Takes over a connection whose request asked to switch protocols (``Upgrade: <token>``):
+# called with the connection, the request and the bytes after its head; returns False to
+# decline, and the request is then answered over HTTP/1.1.
+UpgradeHandler = Callable[["H1Connection", "RequestCycle", bytes], bool]
+
+# Python 3.12 can start a task eagerly: its first step runs at once, in the caller, and a
+# request that never suspends then finishes without a trip through the event loop.
+EAGER_TASKS_AVAILABLE = sys.version_info >= (3, 12)
+
+
+class ServedConnection(Protocol):
+    """What the server needs of a connection, whichever protocol it speaks."""
+
+    def shutdown(self) -> None: ...
+
+    def close_if_idle_since_before(self, deadline: float) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class ServerState:
+    """Shared, per-server state read on the hot path: attributes, not lookups in a Config."""
+
+    __slots__ = (
+        "access_log",
+        "app",
+        "connections",
+        "date_header",
+        "default_header_names",
+        "default_headers",
+        "eager_tasks",
+        "lifespan_state",
+        "limit_concurrency",
+        "loop",
+        "root_path",
+        "shutting_down",
+        "static_headers",
+        "tasks",
+        "timeout_keep_alive",
+        "trusted_proxies",
+        "upgrade_handlers",
+    )
+
+    def __init__(
+        self, config: Config, app: ASGIApplication, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.app = app
+        self.loop = loop
+        self.connections: set[ServedConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.lifespan_state: dict[str, Any] = {}
+        self.root_path = config.root_path
+        self.access_log = config.access_log and access_logger.isEnabledFor(20)
+        self.timeout_keep_alive = config.timeout_keep_alive
+        self.limit_concurrency = config.limit_concurrency
+        self.trusted_proxies = (
+            TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
+        self.shutting_down = False
+        self.upgrade_handlers: dict[bytes, UpgradeHandler] = {}
+        self.eager_tasks = EAGER_TASKS_AVAILABLE
+        static: list[tuple[bytes, bytes]] = []
+        if config.server_header:
+            static.append((b"server", b"hasten"))
+        static.extend(config.default_headers)
+        self.static_headers = static
+        self.date_header = config.date_header
+        names = {name for name, _ in static}
+        if config.date_header:
+            names.add(b"date")
+        self.default_header_names = frozenset(names)
+        self.default_headers = b""
+        self.refresh_date()
+
+    def refresh_date(self) -> None:
+        """Rebuild the default header block; called once a second so Date stays current."""
+        self.default_headers = self.default_headers_except(frozenset())
+
+    def default_headers_except(self, names: frozenset[bytes]) -> bytes:
+        """The default header block without the headers the app chose to send itself."""
+        pairs = [pair for pair in self.static_headers if pair[0] not in names]
+        if self.date_header and b"date" not in names:
+            pairs.insert(0, (b"date", formatdate(usegmt=True).encode("ascii")))
+        return encode_headers(pairs)
+
+    def over_capacity(self) -> bool:
+        """Whether ``--limit-concurrency`` says the next request must get 503."""
+        limit = self.limit_concurrency
+        return limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit)
