@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from email.utils import formatdate
 from collections.abc import Callable
+from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hasten.asgi import ASGIApplication, encode_headers
