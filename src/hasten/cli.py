@@ -13,7 +13,8 @@ from typing import Any
 import click
 
 import hasten
-from hasten.config import Config, legacy_env_defaults
+from hasten.config import Config
+from hasten.sources import SettingsError, format_effective_settings, resolve_settings
 
 
 def _click_type(annotation: Any, choices: Any) -> Any:
@@ -69,8 +70,23 @@ def _with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": None})
-@click.argument("app", metavar="APP")
+@click.argument("app", metavar="APP", required=False)
 @_with_config_options
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Read settings from this TOML file.  [default: hasten.toml, else [tool.hasten] "
+    "in pyproject.toml]",
+)
+@click.option(
+    "--print-config",
+    is_flag=True,
+    default=False,
+    help="Show the effective settings and where each came from, then exit.",
+)
 @click.option(
     "--version",
     is_flag=True,
@@ -79,15 +95,28 @@ def _with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     is_eager=True,
     help="Show the version and exit.",
 )
-def main(app: str, **options: Any) -> None:
-    """Serve the ASGI application APP, given as module:attribute (e.g. main:app)."""
-    settings = legacy_env_defaults()
+def main(app: str | None, config_file: str | None, print_config: bool, **options: Any) -> None:
+    """Serve the ASGI application APP, given as module:attribute (e.g. main:app).
+
+    Settings come from defaults < config file < HASTEN_* environment < these options.
+    """
+    given: dict[str, Any] = {} if app is None else {"app": app}
     for name, value in options.items():
         if value is None or value == ():
             continue
-        settings[name] = list(value) if isinstance(value, tuple) else value
+        given[name] = list(value) if isinstance(value, tuple) else value
     try:
-        hasten.run(app, **settings)
+        resolved = resolve_settings(given, config_file=config_file)
+    except SettingsError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if print_config:
+        click.echo(format_effective_settings(resolved), nl=False)
+        return
+    if "app" not in resolved.values:
+        raise click.UsageError("Missing argument 'APP'.")
+    try:
+        hasten.run(resolved.values["app"], **resolved.config_settings())
     except ValueError as exc:  # a setting's value
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

@@ -7,7 +7,6 @@ setting is declared exactly once: here.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -114,6 +113,58 @@ class Config:
         env="FORWARDED_ALLOW_IPS",
     )
 
+    env_file: str | None = setting(
+        None,
+        "Load environment variables for the app from this file of KEY=VALUE lines.",
+        metavar="PATH",
+    )
+    workers: int = setting(
+        1, "Number of worker processes sharing the sockets.", env="WEB_CONCURRENCY"
+    )
+    reuse_port: bool = setting(
+        False,
+        "Give each worker its own SO_REUSEPORT socket so the kernel spreads connections.",
+        flag=True,
+    )
+    timeout_worker_healthcheck: float = setting(
+        5.0, "Replace a worker whose event loop has not answered for this many seconds."
+    )
+    limit_max_requests: int | None = setting(
+        None, "Recycle a worker gracefully after it has served this many requests."
+    )
+    limit_max_requests_jitter: int = setting(
+        0, "Add a random 0..N to --limit-max-requests per worker, so workers recycle apart."
+    )
+    limit_max_memory: float | None = setting(
+        None,
+        "Recycle a worker gracefully once its resident memory exceeds this many MiB.",
+        metavar="MIB",
+    )
+    reload: bool = setting(
+        False, "Restart the server when a watched file changes (development).", flag=True
+    )
+    reload_dir: list[str] = setting(
+        [],
+        "Watch this directory for --reload (default: the working directory). Repeatable.",
+        multiple=True,
+        metavar="DIR",
+    )
+    reload_include: list[str] = setting(
+        [],
+        "Glob of file names that trigger a reload (default: *.py). Repeatable.",
+        multiple=True,
+        metavar="GLOB",
+    )
+    reload_exclude: list[str] = setting(
+        [],
+        "Glob of file names or directories that never trigger a reload. Repeatable.",
+        multiple=True,
+        metavar="GLOB",
+    )
+    reload_delay: float = setting(
+        0.25, "Wait this many seconds for more changes before reloading."
+    )
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -136,6 +187,18 @@ class Config:
             raise ValueError("timeout_keep_alive must be >= 0")
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             raise ValueError("timeout_graceful_shutdown must be >= 0")
+        for name in ("workers", "limit_max_requests"):
+            number = getattr(self, name)
+            if number is not None and number < 1:
+                raise ValueError(f"{name}={number} is not allowed; use a positive number")
+        if self.limit_max_requests_jitter < 0:
+            raise ValueError("limit_max_requests_jitter must be >= 0")
+        for name in ("timeout_worker_healthcheck", "limit_max_memory"):
+            number = getattr(self, name)
+            if number is not None and number <= 0:
+                raise ValueError(f"{name}={number} is not allowed; use a positive number")
+        if self.reload_delay < 0:
+            raise ValueError("reload_delay must be >= 0")
         for header in self.headers:
             name, sep, _ = header.partition(":")
             if not sep or not name.strip():
@@ -158,12 +221,3 @@ class Config:
             pairs.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
         return pairs
 
-
-def legacy_env_defaults() -> dict[str, Any]:
-    """Settings taken from the environment variables uvicorn users already set."""
-    values: dict[str, Any] = {}
-    for item in dataclasses.fields(Config):
-        env_name = item.metadata.get("env")
-        if env_name and env_name in os.environ:
-            values[item.name] = os.environ[env_name]
-    return values
