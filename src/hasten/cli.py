@@ -28,11 +28,12 @@ def _click_type(annotation: Any, choices: Any) -> Any:
 
 
 def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any], Any]:
-    flag_name = "--" + item.name.replace("_", "-")
     meta = item.metadata
+    option_name = (meta.get("option") or item.name).replace("_", "-")
+    flag_name = "--" + option_name
     if meta.get("flag"):
         return click.option(
-            f"{flag_name}/--no-{item.name.replace('_', '-')}",
+            f"{flag_name}/--no-{option_name}",
             item.name,
             default=None,
             help=f"{meta['help']}  [default: {'on' if item.default else 'off'}]",

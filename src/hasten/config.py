@@ -36,11 +36,14 @@ def setting(
     multiple: bool = False,
     metavar: str | None = None,
     env: str | None = None,
+    option: str | None = None,
 ) -> Any:
     """Declare a setting: a dataclass field whose metadata drives the CLI and the docs.
 
     ``flag`` makes a boolean ``--name/--no-name`` pair; ``multiple`` a repeatable option;
-    ``env`` names a legacy environment variable read when the option is not given.
+    ``env`` names a legacy environment variable read when the option is not given;
+    ``option`` names the command-line option when it differs from the field (uvicorn's
+    ``headers`` setting is ``--header``).
     """
     metadata = {
         "help": help,
@@ -49,6 +52,7 @@ def setting(
         "multiple": multiple,
         "metavar": metavar,
         "env": env,
+        "option": option,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -92,6 +96,7 @@ class Config:
         "Add a default response header, NAME:VALUE. Repeatable.",
         multiple=True,
         metavar="NAME:VALUE",
+        option="header",
     )
     limit_concurrency: int | None = setting(
         None, "Answer 503 once this many connections or requests are open."
@@ -161,9 +166,7 @@ class Config:
         multiple=True,
         metavar="GLOB",
     )
-    reload_delay: float = setting(
-        0.25, "Wait this many seconds for more changes before reloading."
-    )
+    reload_delay: float = setting(0.25, "Wait this many seconds for more changes before reloading.")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -220,4 +223,3 @@ class Config:
             name, _, value = header.partition(":")
             pairs.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
         return pairs
-

@@ -1,0 +1,258 @@
+"""The ``hasten`` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+import hasten
+from tests.harness import APPS_DIR, hasten_command, hasten_process
+
+
+def run_to_exit(
+    *args: str, cwd: Path = APPS_DIR, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        hasten_command(*args),
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_python_dash_m_hasten_serves_the_app() -> None:
+    with hasten_process("cli_target:app", "--port", "0") as running:
+        response = httpx.get(running.url + "/hello")
+    assert response.status_code == 200
+    assert response.json()["path"] == "/hello"
+
+
+def test_hasten_console_script_serves_the_app() -> None:
+    script = Path(sys.executable).with_name("hasten")
+    assert script.exists(), script
+    process = subprocess.Popen(
+        [str(script), "cli_target:app", "--port", "0"],
+        cwd=APPS_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Listening on" in line:
+                break
+        url = line.split("Listening on ")[1].split(" ")[0]
+        assert httpx.get(url + "/").status_code == 200
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+
+
+def test_dotted_attribute_is_resolved() -> None:
+    with hasten_process("cli_target:holder.inner.app", "--port", "0") as running:
+        assert httpx.get(running.url).status_code == 200
+
+
+def test_port_zero_logs_the_real_port_and_serves_there() -> None:
+    with hasten_process("cli_target:app", "--port", "0") as running:
+        line = running.wait_for_line("Listening on")
+        assert running.port != 0
+        assert f"Listening on http://127.0.0.1:{running.port} (Press CTRL+C to quit)" in line
+        assert httpx.get(running.url).status_code == 200
+
+
+def test_uds_serves_on_a_unix_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "hasten.sock")
+    with hasten_process("cli_target:app", "--uds", path) as running:
+        assert f"Listening on unix socket {path}" in running.wait_for_line("Listening on")
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport) as client:
+            response = client.get("http://localhost/over-uds")
+    assert response.json()["path"] == "/over-uds"
+
+
+def test_fd_serves_on_an_inherited_listening_socket() -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    command = hasten_command("cli_target:app", "--fd", str(listener.fileno()))
+    process = subprocess.Popen(
+        command,
+        cwd=APPS_DIR,
+        pass_fds=[listener.fileno()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    listener.close()
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Listening on" in line:
+                break
+        assert f"http://127.0.0.1:{port}" in line
+        assert httpx.get(f"http://127.0.0.1:{port}/via-fd").json()["path"] == "/via-fd"
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+
+
+def test_app_dir_is_searched_for_the_app_module(tmp_path: Path) -> None:
+    with hasten_process(
+        "cli_target:app", "--port", "0", "--app-dir", str(APPS_DIR), cwd=tmp_path
+    ) as running:
+        assert httpx.get(running.url).status_code == 200
+
+
+def test_factory_is_called_to_get_the_app() -> None:
+    with hasten_process("cli_target:make_app", "--factory", "--port", "0") as running:
+        assert httpx.get(running.url).status_code == 200
+
+
+def test_root_path_reaches_the_scope() -> None:
+    with hasten_process("cli_target:app", "--port", "0", "--root-path", "/api") as running:
+        body = httpx.get(running.url + "/items").json()
+    # The proxy in front stripped the prefix; the scope's path carries it again (ASGI spec).
+    assert body["root_path"] == "/api"
+    assert body["path"] == "/api/items"
+
+
+@pytest.mark.parametrize(("loop", "module"), [("asyncio", "asyncio"), ("uvloop", "uvloop")])
+def test_loop_option_selects_the_event_loop(loop: str, module: str) -> None:
+    with hasten_process("cli_target:app", "--port", "0", "--loop", loop) as running:
+        body = httpx.get(running.url).json()
+    assert body["loop_module"].split(".")[0] == module
+
+
+def test_header_option_adds_default_response_headers() -> None:
+    with hasten_process(
+        "cli_target:app", "--port", "0", "--header", "X-Team:blue", "--header", "X-Zone: a"
+    ) as running:
+        response = httpx.get(running.url)
+    assert response.headers["x-team"] == "blue"
+    assert response.headers["x-zone"] == "a"
+
+
+def test_version_prints_the_version() -> None:
+    result = run_to_exit("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"hasten {hasten.__version__} with ")
+
+
+def test_help_lists_the_options() -> None:
+    result = run_to_exit("--help")
+    assert result.returncode == 0
+    for option in (
+        "--host",
+        "--port",
+        "--uds",
+        "--fd",
+        "--backlog",
+        "--app-dir",
+        "--factory",
+        "--lifespan",
+        "--root-path",
+        "--loop",
+        "--log-level",
+        "--access-log / --no-access-log",
+        "--server-header / --no-server-header",
+        "--date-header / --no-date-header",
+        "--header",
+        "--limit-concurrency",
+        "--timeout-keep-alive",
+        "--timeout-graceful-shutdown",
+        "--proxy-headers",
+        "--forwarded-allow-ips",
+        "--version",
+        "--help",
+    ):
+        assert option in result.stdout, option
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    error_lines = [line for line in output.splitlines() if line.startswith("ERROR")]
+    assert len(error_lines) == 1, output
+    assert expected in error_lines[0], output
+    assert "Traceback" not in output
+
+
+def test_app_path_without_colon_is_one_error_line() -> None:
+    assert_one_error_line(run_to_exit("cli_target"), '"<module>:<attribute>"')
+
+
+def test_missing_module_is_one_error_line() -> None:
+    assert_one_error_line(
+        run_to_exit("no_such_module_here:app"), 'Could not import module "no_such_module_here"'
+    )
+
+
+def test_missing_attribute_is_one_error_line() -> None:
+    assert_one_error_line(
+        run_to_exit("cli_target:nothing"), 'Attribute "nothing" not found in module "cli_target"'
+    )
+
+
+def test_missing_import_inside_the_app_module_is_one_error_line() -> None:
+    assert_one_error_line(run_to_exit("cli_import_error:app"), "hasten_test_missing_dependency")
+
+
+def test_exception_at_import_of_the_app_module_is_one_error_line() -> None:
+    assert_one_error_line(
+        run_to_exit("cli_raises_at_import:app"), "RuntimeError: configuration is missing"
+    )
+
+
+def test_non_callable_app_is_one_error_line() -> None:
+    assert_one_error_line(run_to_exit("cli_target:not_an_app"), "not callable")
+
+
+def test_factory_that_raises_is_one_error_line() -> None:
+    assert_one_error_line(
+        run_to_exit("cli_target:broken_factory", "--factory"), "the factory is broken"
+    )
+
+
+def test_debug_log_level_shows_the_traceback_of_a_load_error() -> None:
+    result = run_to_exit("cli_raises_at_import:app", "--log-level", "debug")
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "Traceback" in output
+    assert "configuration is missing" in output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--port", "not-a-number"), ("--port", "70000"), ("--lifespan", "sometimes")],
+    ids=["port-type", "port-range", "lifespan-choice"],
+)
+def test_invalid_option_value_exits_2(args: tuple[str, str]) -> None:
+    result = run_to_exit("cli_target:app", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Listening on" not in result.stdout + result.stderr
+
+
+def test_forwarded_allow_ips_is_read_from_the_environment() -> None:
+    with hasten_process(
+        "cli_target:app", "--port", "0", "--proxy-headers", env={"FORWARDED_ALLOW_IPS": "10.1.1.1"}
+    ) as running:
+        body = httpx.get(running.url, headers={"x-forwarded-for": "203.0.113.9"}).json()
+    # 127.0.0.1 is no longer trusted, so its X-Forwarded-For is ignored.
+    assert body["client"][0] == "127.0.0.1"
+
+
+def test_hasten_executable_is_on_path_of_the_venv() -> None:
+    assert shutil.which("hasten", path=str(Path(sys.executable).parent)) is not None
