@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import sys
@@ -24,14 +23,11 @@ def import_from_string(import_string: str) -> Any:
         )
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
+    except Exception as exc:
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
             # The module itself (or a parent package) is missing, not one of its imports.
             raise AppLoadError(f'Could not import module "{module_name}".') from exc
-        raise AppLoadError(
-            f'Error importing module "{module_name}": {type(exc).__name__}: {exc}'
-        ) from exc
-    except Exception as exc:
         raise AppLoadError(
             f'Error importing module "{module_name}": {type(exc).__name__}: {exc}'
         ) from exc
@@ -56,13 +52,34 @@ class ASGI2Adapter:
 
 
 def is_asgi2(app: Any) -> bool:
-    """ASGI 2 apps are callables taking only the scope and returning a coroutine function."""
+    """Whether ``app`` is an ASGI 2 (double-callable) application.
+
+    An ASGI 2 app is called with the scope alone and returns the coroutine function that
+    takes ``(receive, send)``: a class whose instances are that callable, or a plain function
+    of one argument. A coroutine function, an instance with ``async def __call__`` or any
+    callable accepting three positional arguments is ASGI 3.
+    """
     if inspect.isclass(app):
+        # An ASGI 3 class makes awaitable instances from (scope, receive, send).
         return not hasattr(app, "__await__")
-    if inspect.isfunction(app) or inspect.ismethod(app):
-        return not inspect.iscoroutinefunction(app)
-    call = getattr(app, "__call__", None)  # noqa: B004 -- a callable *instance* is checked
-    return not inspect.iscoroutinefunction(call) and not asyncio.iscoroutinefunction(call)
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
+    if inspect.iscoroutinefunction(call):
+        return False
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):  # a builtin or extension callable: assume the current spec
+        return False
+    positional = [
+        parameter
+        for parameter in signature.parameters.values()
+        if parameter.kind
+        in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    takes_varargs = any(
+        parameter.kind is inspect.Parameter.VAR_POSITIONAL
+        for parameter in signature.parameters.values()
+    )
+    return len(positional) == 1 and not takes_varargs
 
 
 def load_app(
