@@ -1,0 +1,145 @@
+"""Graceful shutdown of a real ``hasten`` process on real signals."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import HastenProcess, RawClient, request, spawn_hasten
+
+
+@pytest.fixture
+def release_file(tmp_path: Path) -> Path:
+    return tmp_path / "release"
+
+
+@pytest.fixture
+def slow_server(release_file: Path) -> Iterator[HastenProcess]:
+    running = spawn_hasten(
+        "slow_app:app",
+        "--port",
+        "0",
+        "--timeout-keep-alive",
+        "60",
+        env={"SLOW_APP_RELEASE_FILE": str(release_file)},
+    )
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+        running.wait()
+
+
+def connect(running: HastenProcess) -> RawClient:
+    return RawClient(socket.create_connection((running.host, running.port), timeout=10))
+
+
+def start_slow_request(running: HastenProcess) -> RawClient:
+    client = connect(running)
+    client.send(request("GET", "/slow"))
+    running.wait_for_line("request started")
+    return client
+
+
+def signal_and_wait_for_shutdown(running: HastenProcess, sig: int) -> None:
+    running.process.send_signal(sig)
+    running.wait_for_line("Shutting down")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_in_flight_request_completes_with_connection_close_and_exit_0(
+    slow_server: HastenProcess, release_file: Path, sig: int
+) -> None:
+    client = start_slow_request(slow_server)
+    signal_and_wait_for_shutdown(slow_server, sig)
+    release_file.touch()
+    response = client.read_response()
+    assert response.status == 200
+    assert response.body == b"/slow"
+    assert response.header("connection") == "close"
+    assert client.is_closed()
+    assert slow_server.wait() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_new_connections_are_refused_once_shutdown_starts(
+    slow_server: HastenProcess, release_file: Path, sig: int
+) -> None:
+    client = start_slow_request(slow_server)
+    signal_and_wait_for_shutdown(slow_server, sig)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((slow_server.host, slow_server.port), timeout=5)
+    release_file.touch()
+    client.read_response()
+    assert slow_server.wait() == 0
+
+
+def test_idle_keep_alive_connections_are_closed_at_shutdown(
+    slow_server: HastenProcess, release_file: Path
+) -> None:
+    idle = connect(slow_server)
+    idle.send(request("GET", "/"))
+    assert idle.read_response().header("connection") != "close"
+    busy = start_slow_request(slow_server)
+    signal_and_wait_for_shutdown(slow_server, signal.SIGTERM)
+    # Closed while the slow request is still running, not only when the process exits.
+    assert idle.is_closed(timeout=5)
+    assert slow_server.process.poll() is None
+    release_file.touch()
+    busy.read_response()
+    assert slow_server.wait() == 0
+
+
+def test_lifespan_shutdown_runs_after_in_flight_requests_finish(
+    slow_server: HastenProcess, release_file: Path
+) -> None:
+    client = start_slow_request(slow_server)
+    signal_and_wait_for_shutdown(slow_server, signal.SIGTERM)
+    release_file.touch()
+    client.read_response()
+    assert slow_server.wait() == 0
+    output = slow_server.output()
+    assert output.index("request finished") < output.index("lifespan shutdown")
+    assert "Application shutdown complete" in output
+
+
+def test_graceful_shutdown_timeout_cancels_the_request_and_exits_0(tmp_path: Path) -> None:
+    running = spawn_hasten("slow_app:app", "--port", "0", "--timeout-graceful-shutdown", "1")
+    try:
+        client = connect(running)
+        client.send(request("GET", "/never"))
+        running.wait_for_line("request started")
+        started = time.monotonic()
+        running.process.send_signal(signal.SIGTERM)
+        assert running.wait(timeout=10) == 0
+        assert time.monotonic() - started < 4
+        assert client.is_closed()
+        output = running.output()
+        assert "request cancelled" in output
+        assert "lifespan shutdown" in output
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+
+
+def test_second_sigint_forces_the_exit(tmp_path: Path) -> None:
+    running = spawn_hasten("slow_app:app", "--port", "0")
+    try:
+        client = connect(running)
+        client.send(request("GET", "/never"))
+        running.wait_for_line("request started")
+        signal_and_wait_for_shutdown(running, signal.SIGINT)
+        running.wait_for_line("Waiting for connections to close")
+        assert running.process.poll() is None
+        running.process.send_signal(signal.SIGINT)
+        assert running.wait(timeout=5) == 0
+        assert client.is_closed()
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
