@@ -15,6 +15,7 @@ from hasten.asgi import ASGIApplication
 
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
+HTTPMode = Literal["auto", "h1", "h2"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 LOG_LEVELS: dict[str, int] = {
@@ -168,6 +169,59 @@ class Config:
     )
     reload_delay: float = setting(0.25, "Wait this many seconds for more changes before reloading.")
 
+    ssl_certfile: str | None = setting(
+        None, "Serve TLS with this certificate chain (PEM); enables https.", metavar="PATH"
+    )
+    ssl_keyfile: str | None = setting(
+        None, "The private key of --ssl-certfile (PEM), if not in that file.", metavar="PATH"
+    )
+    ssl_keyfile_password: str | None = setting(None, "Password of an encrypted --ssl-keyfile.")
+    ssl_ca_certs: str | None = setting(
+        None, "CA certificates (PEM) that client certificates are verified against.", metavar="PATH"
+    )
+    ssl_cert_reqs: int = setting(
+        0, "Client certificates: 0 not asked, 1 optional, 2 required (ssl.CERT_* values)."
+    )
+    ssl_ciphers: str | None = setting(
+        None, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's own)."
+    )
+    ssl_handshake_timeout: float = setting(
+        10.0, "Close a connection that has not completed its TLS handshake in this many seconds."
+    )
+    http: HTTPMode = setting(
+        "auto",
+        "HTTP versions offered: auto (HTTP/1.1 and HTTP/2), h1 or h2 (that one only).",
+        choices=("auto", "h1", "h2"),
+    )
+    h2_max_concurrent_streams: int = setting(
+        100, "HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."
+    )
+    h2_initial_window_size: int = setting(
+        65535, "HTTP/2: request body bytes buffered per stream (SETTINGS_INITIAL_WINDOW_SIZE)."
+    )
+    h2_max_frame_size: int = setting(
+        16384, "HTTP/2: largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE)."
+    )
+    h2_max_header_list_size: int = setting(
+        65536, "HTTP/2: largest decoded request header list, in bytes (HPACK bomb guard)."
+    )
+    h2_max_reset_streams: int = setting(
+        200,
+        "HTTP/2: streams a connection may reset, or make the server reset, in a burst (refilled "
+        "at a tenth of this per second); beyond it GOAWAY (rapid reset, CVE-2023-44487).",
+    )
+    h2_max_control_frames: int = setting(
+        1000,
+        "HTTP/2: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames a "
+        "connection may send in a burst (refilled at a tenth of this per second, and by "
+        "response data sent); beyond it GOAWAY (CVE-2019-9512/9515/9518).",
+    )
+    h2_timeout_stalled_stream: float = setting(
+        30.0,
+        "HTTP/2: reset a stream whose request body the app waits for, or whose response waits "
+        "for flow-control window, with no progress for this many seconds.",
+    )
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -210,6 +264,27 @@ class Config:
             raise ValueError(
                 f"root_path={self.root_path!r} must start with '/' and not end with '/'"
             )
+        self._validate_tls_and_http2()
+
+    def _validate_tls_and_http2(self) -> None:
+        if self.ssl_cert_reqs not in (0, 1, 2):
+            raise ValueError(f"ssl_cert_reqs={self.ssl_cert_reqs} is not allowed; use 0, 1 or 2")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        if self.ssl_handshake_timeout <= 0:
+            raise ValueError("ssl_handshake_timeout must be > 0")
+        # RFC 9113 §6.5.2: the bounds of each setting.
+        if not 1 <= self.h2_max_concurrent_streams <= 2**31 - 1:
+            raise ValueError("h2_max_concurrent_streams must be in 1..2147483647")
+        if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
+            raise ValueError("h2_initial_window_size must be in 1..2147483647")
+        if not 2**14 <= self.h2_max_frame_size <= 2**24 - 1:
+            raise ValueError("h2_max_frame_size must be in 16384..16777215")
+        for name in ("h2_max_header_list_size", "h2_max_reset_streams", "h2_max_control_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.h2_timeout_stalled_stream <= 0:
+            raise ValueError("h2_timeout_stalled_stream must be > 0")
 
     @property
     def log_level_number(self) -> int:
