@@ -160,7 +160,9 @@ class RequestCycle:
         """The ASGI ``receive``: body chunks as they arrive, then ``http.disconnect``."""
         if self.expect_continue:
             self.expect_continue = False
-            if not self.response_started and not self.disconnected:
+            # RFC 9110 §10.1.1: no 100 once the response started, nor for a body that is
+            # already arriving (the client did not wait for it).
+            if not (self.response_started or self.disconnected or self.body or self.body_complete):
                 self.conn.transport.write(CONTINUE_RESPONSE)
         if self.final_body_delivered:
             # The whole body was handed over; what is left to say is the disconnect.
@@ -292,6 +294,10 @@ class RequestCycle:
         else:
             # HTTP/1.0 knows no chunked coding: the end of the body is the end of the
             # connection (RFC 9112 §6.3, item 8).
+            self.close_after = True
+        if not self.body_complete and (whole_body is not None or self.expect_continue):
+            # The response is complete (or the client still waits for 100 Continue) while
+            # the request body is unread: the connection will close, so say so.
             self.close_after = True
         if self.close_after:
             parts.append(b"connection: close\r\n\r\n")
@@ -514,6 +520,11 @@ class H1Connection(asyncio.Protocol):
         if self.priming_parser:
             return
         parser = self.parser
+        method = parser.get_method()
+        if method == b"CONNECT":
+            # An origin server is not a tunnel (RFC 9110 §9.3.6): refuse, and never read
+            # what follows as HTTP.
+            raise HTTPRequestError(501, "CONNECT is not supported")
         http_version = parser.get_http_version()
         if http_version not in {"1.1", "1.0"}:
             if http_version[0] >= "2":
@@ -536,7 +547,7 @@ class H1Connection(asyncio.Protocol):
         scope = {
             **self.scope_base,
             "http_version": http_version,
-            "method": parser.get_method().decode("ascii"),
+            "method": method.decode("ascii"),
             "path": root_path + path if root_path else path,
             "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
             "query_string": query_string,
@@ -574,12 +585,6 @@ class H1Connection(asyncio.Protocol):
         """The parser stopped at the head of a request asking to switch protocols."""
         cycle = self.pipeline[-1] if self.pipeline else None
         if cycle is None:
-            return
-        if cycle.scope["method"] == "CONNECT":
-            # An origin server is not a tunnel (RFC 9110 §9.3.6): refuse, and never read
-            # what follows as HTTP.
-            self.pipeline.pop()
-            self.reject(501)
             return
         handler = self.state.upgrade_handlers.get(_upgrade_token(cycle.scope["headers"]))
         if handler is not None and handler(self, cycle, rest):

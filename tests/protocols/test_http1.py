@@ -1,0 +1,522 @@
+"""HTTP/1.1 message exchange against a real server, in raw bytes: keep-alive, pipelining,
+HTTP/1.0, request bodies, 100-continue, HEAD, response framing, Connection, default headers,
+half-close, unsupported upgrades, CONNECT."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from tests.harness import request, run_server
+from tests.protocols.http1_apps import (
+    echo_body,
+    echo_path,
+    hello,
+    recorder,
+    stream,
+    wait_for,
+)
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+# -- keep-alive and pipelining -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_keep_alive_serves_several_requests_on_one_connection(loop: str) -> None:
+    with run_server(echo_path, loop=loop) as server, server.connect() as client:
+        for path in ("/a", "/b", "/c"):
+            client.send(request(path=path))
+            response = client.read_response()
+            assert response.status == 200
+            assert response.body == path.encode()
+            assert response.header("connection") is None
+        assert not client.is_closed(timeout=0.1)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_pipelined_requests_are_answered_in_order(loop: str) -> None:
+    with run_server(echo_path, loop=loop) as server, server.connect() as client:
+        client.send(request(path="/1") + request(path="/2") + request(path="/3"))
+        assert [client.read_response().body for _ in range(3)] == [b"/1", b"/2", b"/3"]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_pipelined_requests_wait_for_a_slow_first_handler(loop: str) -> None:
+    with run_server(echo_path, loop=loop) as server, server.connect() as client:
+        client.send(request(path="/slow") + request(path="/fast") + request(path="/last"))
+        assert [client.read_response().body for _ in range(3)] == [b"/slow", b"/fast", b"/last"]
+
+
+def test_pipelined_requests_with_bodies_keep_their_bodies() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(request("POST", body=b"first") + request("POST", body=b"second"))
+        assert client.read_response().body == b"first"
+        assert client.read_response().body == b"second"
+
+
+def test_pipelined_request_split_across_sends_is_answered() -> None:
+    with run_server(echo_path) as server, server.connect() as client:
+        data = request(path="/slow") + request(path="/next")
+        client.send(data[:30])
+        client.send(data[30:70])
+        client.send(data[70:])
+        assert client.read_response().body == b"/slow"
+        assert client.read_response().body == b"/next"
+
+
+# -- HTTP/1.0 ------------------------------------------------------------------------------
+
+
+def test_http10_request_is_answered_then_closed() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(request(version="1.0"))
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"Hello, world!"
+        assert response.header("connection") == "close"
+        assert client.is_closed()
+
+
+def test_http10_keep_alive_when_asked() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        for _ in range(2):
+            client.send(request(version="1.0", headers={"Connection": "keep-alive"}))
+            response = client.read_response()
+            assert response.body == b"Hello, world!"
+            assert response.header("connection") == "keep-alive"
+        assert not client.is_closed(timeout=0.1)
+
+
+def test_http10_streamed_response_is_close_delimited_not_chunked() -> None:
+    with run_server(stream) as server, server.connect() as client:
+        client.send(request(version="1.0", headers={"Connection": "keep-alive"}))
+        response = client.read_response()
+        assert response.header("transfer-encoding") is None
+        assert response.header("content-length") is None
+        assert response.header("connection") == "close"
+        assert response.body == b"one,two,three"
+
+
+def test_http10_scope_has_http_version_10() -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(request(version="1.0"))
+        client.read_response()
+    assert seen[0]["http_version"] == "1.0"
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+
+def body_recorder() -> tuple[list[Any], Any]:
+    """An app that records each receive() message as it arrives and answers the body size."""
+    messages: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(size).encode()})
+
+    return messages, app
+
+
+def test_content_length_body_reaches_the_app() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(request("POST", body=b"x" * 1000))
+        assert client.read_response().body == b"x" * 1000
+
+
+def test_chunked_body_reaches_the_app() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        assert client.read_response().body == b"hello world"
+
+
+def test_body_is_streamed_to_the_app_in_several_messages() -> None:
+    messages, app = body_recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabcde")
+        # The first part reaches the app before the rest has been sent.
+        wait_for(lambda: messages)
+        client.send(b"fghij")
+        assert client.read_response().body == b"10"
+    assert messages == [
+        {"type": "http.request", "body": b"abcde", "more_body": True},
+        {"type": "http.request", "body": b"fghij", "more_body": False},
+    ]
+
+
+def test_chunked_body_sent_piecemeal_arrives_in_order_with_more_body_flags() -> None:
+    messages, app = body_recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for count in range(1, 4):
+            client.send(b"4\r\nabcd\r\n")
+            wait_for(lambda count=count: len(messages) == count)
+        client.send(b"0\r\n\r\n")
+        assert client.read_response().body == b"12"
+    assert [m["more_body"] for m in messages] == [True, True, True, False]
+    assert b"".join(m["body"] for m in messages) == b"abcd" * 3
+
+
+def test_empty_body_gives_one_message_without_more_body() -> None:
+    messages, app = body_recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(request())
+        assert client.read_response().body == b"0"
+    assert messages == [{"type": "http.request", "body": b"", "more_body": False}]
+
+
+# -- Expect: 100-continue -----------------------------------------------------------------
+
+
+def test_100_continue_is_sent_when_the_app_reads_the_body() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = client.read_response()
+        assert interim.status == 100
+        client.send(b"hello")
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"hello"
+
+
+def test_100_continue_is_not_sent_when_the_app_answers_without_reading() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"Hello, world!"
+        # The unread body must never be parsed as a request: the connection closes.
+        assert response.header("connection") == "close"
+        assert client.is_closed()
+        assert b"100 Continue" not in response.raw_head
+
+
+def test_100_continue_is_not_sent_to_http10_clients() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.0\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        assert client.is_closed(timeout=0.2) is False
+        assert client.buffer == b""
+        client.send(b"hello")
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"hello"
+
+
+def test_100_continue_is_not_sent_when_the_body_already_arrived() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello"
+        )
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"hello"
+
+
+# -- HEAD and response framing ------------------------------------------------------------
+
+
+def test_head_keeps_headers_and_writes_no_body() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(request("HEAD") + request("GET"))
+        head = client.read_response(head_request=True)
+        assert head.status == 200
+        assert head.header("content-length") == "13"
+        get = client.read_response()
+        assert get.body == b"Hello, world!"
+
+
+def test_head_with_streamed_response_writes_no_body() -> None:
+    with run_server(stream) as server, server.connect() as client:
+        client.send(request("HEAD") + request("GET", path="/next"))
+        head = client.read_response(head_request=True)
+        assert head.status == 200
+        get = client.read_response()
+        assert get.body == b"one,two,three"
+
+
+def test_response_with_content_length_is_sent_as_is() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"6")]}
+        )
+        await send({"type": "http.response.body", "body": b"abc", "more_body": True})
+        await send({"type": "http.response.body", "body": b"def"})
+
+    with run_server(app, lifespan="off") as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.header("content-length") == "6"
+        assert not response.chunked
+        assert response.body == b"abcdef"
+        client.send(request())
+        assert client.read_response().body == b"abcdef"
+
+
+def test_streamed_response_without_length_is_chunked() -> None:
+    with run_server(stream) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.chunked
+        assert response.header("content-length") is None
+        assert response.body == b"one,two,three"
+        client.send(request())
+        assert client.read_response().body == b"one,two,three"
+
+
+def test_single_body_message_gets_a_content_length() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.header("content-length") == "13"
+        assert response.header("transfer-encoding") is None
+
+
+def test_small_response_leaves_in_one_write() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(request())
+        client.sock.settimeout(5)
+        data = client.sock.recv(65536)
+        assert data.endswith(b"\r\n\r\nHello, world!")
+
+
+def test_app_transfer_encoding_header_is_replaced_by_server_framing() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"transfer-encoding", b"chunked")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"abc"})
+
+    with run_server(app, lifespan="off") as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.headers_named("transfer-encoding") == []
+        assert response.body == b"abc"
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_no_body_statuses_write_no_body(status: int) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(app, lifespan="off") as server, server.connect() as client:
+        client.send(request() + request())
+        first = client.read_response()
+        assert first.status == status
+        assert first.header("transfer-encoding") is None
+        assert client.read_response().status == status
+
+
+# -- Connection: close ---------------------------------------------------------------------
+
+
+def test_client_connection_close_gets_one_response_then_fin() -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(request(headers={"Connection": "close"}) + request(path="/never"))
+        response = client.read_response()
+        assert response.header("connection") == "close"
+        assert client.is_closed()
+    assert [scope["path"] for scope in seen] == ["/"]
+
+
+def test_app_connection_close_closes_after_the_response() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"connection", b"close")]}
+        )
+        await send({"type": "http.response.body", "body": b"bye"})
+
+    with run_server(app) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.body == b"bye"
+        assert response.headers_named("connection") == ["close"]
+        assert client.is_closed()
+
+
+# -- Date, Server and default headers ------------------------------------------------------
+
+
+def test_date_and_server_headers_are_sent() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.header("server") == "hasten"
+        date = response.header("date")
+        assert date is not None and date.endswith(" GMT")
+
+
+def test_no_date_and_no_server_header_settings() -> None:
+    with (
+        run_server(hello, date_header=False, server_header=False) as server,
+        server.connect() as client,
+    ):
+        client.send(request())
+        response = client.read_response()
+        assert response.header("server") is None
+        assert response.header("date") is None
+
+
+def test_default_headers_setting_adds_headers() -> None:
+    with run_server(hello, headers=["X-A:1", "X-B: two"]) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.header("x-a") == "1"
+        assert response.header("x-b") == "two"
+
+
+def test_app_server_and_date_headers_replace_the_defaults() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = [(b"Server", b"mine"), (b"date", b"yesterday"), (b"x-a", b"app")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(app, headers=["X-A:1"]) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.headers_named("server") == ["mine"]
+        assert response.headers_named("date") == ["yesterday"]
+        assert response.headers_named("x-a") == ["app"]
+
+
+# -- half-close ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_half_closed_client_still_gets_the_full_response(loop: str) -> None:
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await asyncio.sleep(0.1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late", "more_body": True})
+        await send({"type": "http.response.body", "body": b" answer"})
+
+    with run_server(slow, loop=loop) as server, server.connect() as client:
+        client.send(request())
+        client.sock.shutdown(socket.SHUT_WR)
+        response = client.read_response()
+        assert response.body == b"late answer"
+        assert client.is_closed()
+
+
+def test_half_closed_client_gets_all_pipelined_responses() -> None:
+    with run_server(echo_path) as server, server.connect() as client:
+        client.send(request(path="/slow") + request(path="/two"))
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.read_response().body == b"/slow"
+        assert client.read_response().body == b"/two"
+        assert client.is_closed()
+
+
+# -- upgrades and CONNECT ------------------------------------------------------------------
+
+
+def test_unsupported_upgrade_is_answered_as_plain_http() -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(request(headers={"Connection": "Upgrade", "Upgrade": "foo"}))
+        response = client.read_response()
+        assert response.status == 200
+        assert response.body == b"ok"
+        client.send(request(path="/after"))
+        assert client.read_response().status == 200
+    assert seen[0]["headers"][-1] == (b"upgrade", b"foo")
+    assert seen[1]["path"] == "/after"
+
+
+def test_h2c_upgrade_without_body_is_answered_as_http11() -> None:
+    with run_server(hello) as server, server.connect() as client:
+        client.send(
+            request(
+                headers={
+                    "Connection": "Upgrade, HTTP2-Settings",
+                    "Upgrade": "h2c",
+                    "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA",
+                }
+            )
+        )
+        response = client.read_response()
+        assert response.status in (101, 200)
+        if response.status == 200:
+            assert response.body == b"Hello, world!"
+
+
+def test_unsupported_upgrade_with_body_delivers_the_body() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            request(
+                "POST",
+                headers={"Connection": "Upgrade", "Upgrade": "foo"},
+                body=b"the body",
+            )
+            + request("POST", path="/next", body=b"second")
+        )
+        assert client.read_response().body == b"the body"
+        assert client.read_response().body == b"second"
+
+
+def test_unsupported_upgrade_with_chunked_body_delivers_the_body() -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        )
+        assert client.read_response().body == b"abc"
+
+
+def test_upgrade_with_body_sent_later_still_delivers_it() -> None:
+    messages, app = body_recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: foo\r\n"
+            b"Content-Length: 10\r\n\r\nhello"
+        )
+        wait_for(lambda: messages)
+        client.send(b"world")
+        assert client.read_response().body == b"10"
+    assert b"".join(m["body"] for m in messages) == b"helloworld"
+
+
+def test_connect_gets_501_and_close() -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        response = client.read_response()
+        assert response.status == 501
+        assert response.header("connection") == "close"
+        assert client.is_closed()
+    assert seen == []
