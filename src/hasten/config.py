@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hasten.asgi import ASGIApplication
+from hasten.proxy import TrustedProxies
 
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -256,6 +257,12 @@ class Config:
                 raise ValueError(f"{name}={number} is not allowed; use a positive number")
         if self.reload_delay < 0:
             raise ValueError("reload_delay must be >= 0")
+        try:
+            TrustedProxies(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ValueError(
+                f"forwarded_allow_ips={self.forwarded_allow_ips!r} is not allowed: {exc}"
+            ) from None
         for header in self.headers:
             name, sep, _ = header.partition(":")
             if not sep or not name.strip():
