@@ -140,6 +140,7 @@ def test_second_sigint_forces_the_exit(tmp_path: Path) -> None:
         running.process.send_signal(signal.SIGINT)
         assert running.wait(timeout=5) == 0
         assert client.is_closed()
+        assert "Traceback" not in running.output()
     finally:
         if running.process.poll() is None:
             running.process.kill()

@@ -60,6 +60,9 @@ class Lifespan:
         scope: LifespanScope = {"type": "lifespan", "asgi": dict(ASGI_VERSION), "state": self.state}  # type: ignore[typeddict-item]
         try:
             await self.app(scope, self._receive, self._send)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            # The server is going away without a lifespan shutdown (a forced exit).
+            raise
         except BaseException as exc:
             self._errored = True
             if self.mode == "auto" and not self._startup_done.is_set():
