@@ -232,7 +232,12 @@ class RequestCycle:
         default_names = self.conn.state.default_header_names
         close = not self.keep_alive or self.conn.closing
         for header in headers:
-            name, value = header
+            try:
+                name, value = header
+            except (TypeError, ValueError):
+                raise RuntimeError(
+                    f"Response headers must be (name, value) pairs, got {header!r}"
+                ) from None
             check_response_header(name, value)
             lowered = name.lower()
             if lowered == b"content-length":
@@ -668,7 +673,18 @@ class H1Connection(asyncio.Protocol):
 
     def reject(self, status: int) -> None:
         """Answer a request the parser refused, after any responses still owed, then close."""
+        broken = self.body_cycle
         self.body_cycle = None
+        if broken is not None:
+            # The request's head was fine but its body is not: it cannot be answered.
+            if broken is self.cycle:
+                if broken.head_pending or not broken.response_started:
+                    broken.head_pending = False
+                    self.transport.write(plain_response(status))
+                # The app's receive() now says http.disconnect.
+                self.close_transport()
+                return
+            self.pipeline.remove(broken)
         if self.cycle is not None or self.pipeline:
             self.pending_error = status
             self.flow.pause_reading(PAUSED_FOR_PIPELINE)
