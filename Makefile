@@ -31,11 +31,18 @@ typecheck: $(VENV)/.dev-installed
 pytest: $(VENV)/.dev-installed
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The suite on every CPython >= 3.11 this machine has (on PATH or under pyenv).
+# The suite on every CPython >= 3.11 this machine has (on PATH or under pyenv). A pyenv shim
+# for a version that is installed but not selected exists on PATH and fails when run, so
+# every candidate is tried before it is used.
 test-all:
 	@set -e; found=0; \
 	for v in 3.11 3.12 3.13 3.14; do \
-	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | tail -n 1); \
+	  py=""; \
+	  for candidate in $$(command -v python$$v) \
+	      $$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -n 1); do \
+	    if "$$candidate" -c 'import sys; assert sys.implementation.name == "cpython"' 2>/dev/null; \
+	    then py=$$candidate; break; fi; \
+	  done; \
 	  [ -n "$$py" ] || continue; found=1; \
 	  echo "== CPython $$v ($$py)"; \
 	  $(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$v; \
