@@ -7,10 +7,11 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.harness import HastenProcess, RawClient, request, spawn_hasten
+from tests.harness import HastenProcess, RawClient, request, run_server, spawn_hasten
 
 
 @pytest.fixture
@@ -144,3 +145,40 @@ def test_second_sigint_forces_the_exit(tmp_path: Path) -> None:
     finally:
         if running.process.poll() is None:
             running.process.kill()
+
+
+async def ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_unix_socket_file_is_removed_after_shutdown(tmp_path: Path) -> None:
+    path = tmp_path / "server.sock"
+    with run_server(ok, lifespan="off", uds=str(path)) as server, server.connect() as client:
+        client.send(request())
+        assert client.read_response().status == 204
+        assert path.exists()
+    assert not path.exists()
+
+
+def test_stale_unix_socket_file_is_replaced_at_startup(tmp_path: Path) -> None:
+    path = tmp_path / "server.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()
+    with run_server(ok, lifespan="off", uds=str(path)) as server, server.connect() as client:
+        client.send(request())
+        assert client.read_response().status == 204
+
+
+def test_port_in_use_is_one_error_line_and_exit_code_3() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        running = spawn_hasten("slow_app:app", "--port", str(port), wait_listening=False)
+        assert running.wait() == 3
+    errors = [line for line in running.lines if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert "Could not listen" in errors[0]
+    assert "lifespan shutdown" in running.output()

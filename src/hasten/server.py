@@ -82,6 +82,7 @@ class Server:
         self._should_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_event: asyncio.Event | None = None
+        self._bound_uds: str | None = None
 
     @property
     def should_exit(self) -> bool:
@@ -137,13 +138,14 @@ class Server:
         try:
             await self._start_listening(state, sockets)
         except OSError as exc:
-            error_logger.error("%s", exc)
+            error_logger.error("Could not listen: %s", exc)
             self.exit_code = STARTUP_FAILURE
             await lifespan.shutdown()
             return
         self.started = True
         await self._main_loop(state)
         await self._shutdown(state)
+        self._remove_bound_uds()
         if not self.force_exit:
             await lifespan.shutdown()
 
@@ -153,7 +155,11 @@ class Server:
         config = self.config
         loop = state.loop
         protocol_factory = functools.partial(H1Connection, state)
-        adopted = list(sockets) if sockets else [bind_socket(config)]
+        if sockets:
+            adopted = list(sockets)
+        else:
+            adopted = [bind_socket(config)]
+            self._bound_uds = config.uds if config.fd is None else None
         for sock in adopted:
             server = await loop.create_server(protocol_factory, sock=sock, backlog=config.backlog)
             self.servers.append(server)
@@ -200,6 +206,13 @@ class Server:
             conn.abort()
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
+
+    def _remove_bound_uds(self) -> None:
+        # The socket file this server created would otherwise outlive it; an adopted socket
+        # (``--fd``, a supervisor's) belongs to whoever bound it.
+        if self._bound_uds is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._bound_uds)
 
     def handle_exit(self, sig: int, frame: FrameType | None = None) -> None:
         """Signal handler: the first signal asks for a graceful exit, the next forces it."""
