@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -54,6 +55,26 @@ def test_startup_completes_before_the_socket_accepts(tmp_path: Path) -> None:
     finally:
         running.process.terminate()
         running.wait()
+
+
+def test_second_sigint_during_a_hanging_startup_exits(tmp_path: Path) -> None:
+    running = spawn_hasten(
+        "lifespan_gated_app:app",
+        "--port",
+        "0",
+        env={"LIFESPAN_GATE_FILE": str(tmp_path / "never-created")},
+        wait_listening=False,
+    )
+    try:
+        running.wait_for_line("startup waiting")
+        running.process.send_signal(signal.SIGINT)
+        running.process.send_signal(signal.SIGINT)
+        assert running.wait(timeout=5) == 3
+        assert "Listening on" not in running.output()
+        assert "Traceback" not in running.output()
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
 
 
 def test_startup_failed_message_is_logged_and_exit_code_is_3() -> None:

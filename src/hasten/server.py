@@ -83,6 +83,7 @@ class Server:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_event: asyncio.Event | None = None
         self._bound_uds: str | None = None
+        self._serve_task: asyncio.Task[None] | None = None
 
     @property
     def should_exit(self) -> bool:
@@ -120,8 +121,16 @@ class Server:
         if self._should_exit:
             self._exit_event.set()
         error_logger.info("Started server process [%d]", os.getpid())
+        self._serve_task = asyncio.current_task()
         with self._signal_handlers():
-            await self._serve(sockets)
+            try:
+                await self._serve(sockets)
+            except asyncio.CancelledError:
+                if not (self.force_exit and self._serve_task is not None):
+                    raise
+                # A forced exit while the app's startup hangs: see handle_exit.
+                self._serve_task.uncancel()
+                error_logger.warning("Startup interrupted; exiting.")
         error_logger.info("Finished server process [%d]", os.getpid())
 
     async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
@@ -218,6 +227,9 @@ class Server:
         """Signal handler: the first signal asks for a graceful exit, the next forces it."""
         if self._should_exit and sig == signal.SIGINT:
             self.force_exit = True
+            if not self.started and self._serve_task is not None:
+                # Startup (the app's lifespan) is stuck; nothing else would notice.
+                self._serve_task.cancel()
         self.should_exit = True
 
     @contextlib.contextmanager
