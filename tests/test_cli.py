@@ -256,3 +256,34 @@ def test_forwarded_allow_ips_is_read_from_the_environment() -> None:
 
 def test_hasten_executable_is_on_path_of_the_venv() -> None:
     assert shutil.which("hasten", path=str(Path(sys.executable).parent)) is not None
+
+
+def test_default_headers_are_server_and_date() -> None:
+    with hasten_process("cli_target:app", "--port", "0") as running:
+        response = httpx.get(running.url)
+    assert response.headers["server"] == "hasten"
+    assert "date" in response.headers
+
+
+def test_no_server_header_and_no_date_header_drop_them() -> None:
+    with hasten_process(
+        "cli_target:app", "--port", "0", "--no-server-header", "--no-date-header"
+    ) as running:
+        response = httpx.get(running.url)
+    assert "server" not in response.headers
+    assert "date" not in response.headers
+
+
+def test_access_log_writes_a_line_per_response() -> None:
+    with hasten_process("cli_target:app", "--port", "0") as running:
+        httpx.get(running.url + "/logged?x=1")
+        running.wait_for_line('"GET /logged?x=1 HTTP/1.1" 200')
+
+
+def test_no_access_log_silences_the_access_log() -> None:
+    with hasten_process("cli_target:app", "--port", "0", "--no-access-log") as running:
+        httpx.get(running.url + "/silent")
+        running.process.terminate()
+        running.wait()
+    assert "Shutting down" in running.output()
+    assert "/silent" not in running.output()
