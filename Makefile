@@ -50,3 +50,28 @@ test-all:
 
 clean:
 	rm -rf .venv .venv-3.* .mypy_cache .pytest_cache .ruff_cache
+
+# -- Benchmarks (bench/): hasten vs uvicorn vs granian --------------------------------------
+# The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
+BENCH_VENV ?= .venv-bench
+BENCH_PYTHON ?= $(PYTHON)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: bench bench-tools bench-profile
+
+$(BENCH_VENV)/.bench-installed: pyproject.toml bench/requirements.txt
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	-$(BENCH_VENV)/bin/python -m pip install --quiet hypercorn  # h2 peer, only if it installs
+	touch $@
+
+bench-tools:
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client; }
+
+bench: bench-tools $(BENCH_VENV)/.bench-installed  ## side-by-side benchmark (QUICK=1: < 3 min)
+	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
+
+bench-profile: bench-tools $(BENCH_VENV)/.bench-installed  ## py-spy profile of hasten under hello load
+	$(BENCH_VENV)/bin/python -m bench.profile

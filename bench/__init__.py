@@ -1,0 +1,1 @@
+"""Side-by-side benchmark harness: hasten vs uvicorn vs granian (``make bench``)."""

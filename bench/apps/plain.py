@@ -1,0 +1,106 @@
+"""Plain ASGI apps served by every server in the benchmark (no framework in the way).
+
+Each callable answers the lifespan protocol too, so that every server runs it the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+HELLO_BODY = b"Hello, world!"  # 13 bytes
+_TEXT_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")],
+}
+_HELLO_END = {"type": "http.response.body", "body": HELLO_BODY}
+
+STREAM_CHUNK = b"x" * (64 * 1024)
+STREAM_CHUNKS = 16  # 16 x 64 KiB = 1 MiB
+_STREAM_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"application/octet-stream"),
+        (b"content-length", str(len(STREAM_CHUNK) * STREAM_CHUNKS).encode()),
+    ],
+}
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def hello(scope: Scope, receive: Receive, send: Send) -> None:
+    """13-byte text response."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await send(_TEXT_START)
+    await send(_HELLO_END)
+    return None
+
+
+async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole request body and sends it back."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    chunks = []
+    more_body = True
+    while more_body:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more_body = message.get("more_body", False)
+    body = b"".join(chunks)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/octet-stream"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+    return None
+
+
+async def stream(scope: Scope, receive: Receive, send: Send) -> None:
+    """1 MiB response sent as 16 body messages of 64 KiB."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await send(_STREAM_START)
+    for _ in range(STREAM_CHUNKS - 1):
+        await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
+    await send({"type": "http.response.body", "body": STREAM_CHUNK})
+    return None
+
+
+async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
+    """WebSocket echo; plain HTTP requests get the hello answer (used by the probes)."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    if scope["type"] == "http":
+        return await hello(scope, receive, send)
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif kind == "websocket.receive":
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message["bytes"]})
+        else:
+            return None

@@ -1,0 +1,219 @@
+"""Turning summarised samples into target checks, ``latest.md`` and ``latest.png``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bench.measure import Sample, ratio
+
+Results = Mapping[str, Mapping[str, Sample]]  # scenario -> server -> median sample
+
+# The stream scenario is "no worse than uvicorn" within this much run-to-run noise.
+STREAM_NOISE = 0.95
+# "Memory flat": RSS may grow this much while 1 MiB responses stream (after a warm-up).
+STREAM_FLAT_KB = 8 * 1024
+IDLE_LIMIT_BYTES = 3 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    """One target line: PASS, FAIL or SKIP, and the numbers behind it."""
+
+    status: str
+    name: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status} {self.name}: {self.detail}"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _rate_check(results: Results, scenario: str, peer: str, target: float) -> Check:
+    name = f"{scenario} >= {target}x {peer}"
+    ours = results.get(scenario, {}).get("hasten")
+    theirs = results.get(scenario, {}).get(peer)
+    value = ratio(ours.rate if ours else None, theirs.rate if theirs else None)
+    if value is None:
+        return Check("SKIP", name, "no result for both servers")
+    return Check("PASS" if value >= target else "FAIL", name, f"measured {value:.2f}x")
+
+
+def check_targets(results: Results) -> list[Check]:
+    """The targets of issue 3, evaluated on one run's medians."""
+    checks = [
+        _rate_check(results, "hello", "uvicorn", 1.8),
+        _rate_check(results, "hello", "granian", 1.3),
+        _rate_check(results, "json", "uvicorn", 1.25),
+        _rate_check(results, "post4k", "uvicorn", 1.4),
+        _rate_check(results, "c1000", "uvicorn", 2.0),
+    ]
+    c1000 = results.get("c1000", {})
+    ours, theirs = c1000.get("hasten"), c1000.get("uvicorn")
+    if ours and theirs and ours.p99_ms is not None and theirs.p99_ms is not None:
+        lower = ours.p99_ms < theirs.p99_ms
+        checks.append(
+            Check(
+                "PASS" if lower else "FAIL",
+                "c1000 p99 lower than uvicorn",
+                f"{ours.p99_ms:.2f} ms vs {theirs.p99_ms:.2f} ms",
+            )
+        )
+    else:
+        checks.append(Check("SKIP", "c1000 p99 lower than uvicorn", "no latency for both"))
+    idle = results.get("idle", {}).get("hasten")
+    if idle and idle.per_conn_bytes is not None:
+        ok = idle.per_conn_bytes <= IDLE_LIMIT_BYTES
+        checks.append(
+            Check(
+                "PASS" if ok else "FAIL",
+                "idle <= 3 KB per connection",
+                f"measured {idle.per_conn_bytes / 1024:.2f} KB",
+            )
+        )
+    else:
+        checks.append(Check("SKIP", "idle <= 3 KB per connection", "not measured"))
+    stream = _rate_check(results, "stream", "uvicorn", STREAM_NOISE)
+    checks.append(
+        Check(
+            stream.status,
+            f"stream no worse than uvicorn (>= {STREAM_NOISE}x, run-to-run noise)",
+            stream.detail,
+        )
+    )
+    streamed = results.get("stream", {}).get("hasten")
+    if streamed and streamed.rss_growth_kb is not None:
+        flat = streamed.rss_growth_kb <= STREAM_FLAT_KB
+        checks.append(
+            Check(
+                "PASS" if flat else "FAIL",
+                f"stream memory flat (RSS growth <= {STREAM_FLAT_KB // 1024} MiB)",
+                f"grew {streamed.rss_growth_kb / 1024:.1f} MiB",
+            )
+        )
+    else:
+        checks.append(Check("SKIP", "stream memory flat", "not measured"))
+    ws = results.get("ws", {}).get("hasten")
+    if ws is None or ws.skipped:
+        reason = ws.skipped if ws else "not run"
+        checks.append(Check("SKIP", "ws >= 1.3x uvicorn", reason or "not run"))
+    else:
+        checks.append(_rate_check(results, "ws", "uvicorn", 1.3))
+    h2 = results.get("h2", {}).get("hasten")
+    if h2 is None or h2.skipped:
+        reason = h2.skipped if h2 else "not run"
+        checks.append(Check("SKIP", "h2 0 failed", reason or "not run"))
+    else:
+        checks.append(
+            Check("PASS" if h2.errors == 0 else "FAIL", "h2 0 failed", f"{h2.errors} failed")
+        )
+    return checks
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def results_table(results: Results, units: Mapping[str, str]) -> list[str]:
+    """Markdown rows: one per scenario and server."""
+    rows = [
+        "| scenario | server | rate | p50 ms | p99 ms | peak RSS MiB | errors | vs uvicorn "
+        "| vs granian |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scenario, by_server in results.items():
+        uvicorn, granian = by_server.get("uvicorn"), by_server.get("granian")
+        for server, sample in by_server.items():
+            if sample.skipped:
+                rows.append(f"| {scenario} | {server} | skipped: {sample.skipped} |||||||")
+                continue
+            if scenario == "idle":
+                rate = _cell(
+                    None if sample.per_conn_bytes is None else sample.per_conn_bytes / 1024,
+                    ".2f",
+                )
+                rate += " KB/conn"
+                vs_u = ratio(sample.per_conn_bytes, uvicorn.per_conn_bytes if uvicorn else None)
+                vs_g = ratio(sample.per_conn_bytes, granian.per_conn_bytes if granian else None)
+            else:
+                rate = f"{_cell(sample.rate, ',.0f')} {units.get(scenario, 'req/s')}"
+                vs_u = ratio(sample.rate, uvicorn.rate if uvicorn else None)
+                vs_g = ratio(sample.rate, granian.rate if granian else None)
+            rss = None if sample.rss_kb is None else sample.rss_kb / 1024
+            rows.append(
+                f"| {scenario} | {server} | {rate} | {_cell(sample.p50_ms, '.2f')} "
+                f"| {_cell(sample.p99_ms, '.2f')} | {_cell(rss, '.1f')} | {sample.errors} "
+                f"| {_fmt_ratio(vs_u) if server != 'uvicorn' else ''} "
+                f"| {_fmt_ratio(vs_g) if server != 'granian' else ''} |"
+            )
+    return rows
+
+
+def draw_chart(results: Results, path: str, subtitle: str) -> None:
+    """Grouped bars: throughput relative to uvicorn, and idle memory per connection."""
+    import matplotlib  # noqa: PLC0415 -- only the bench venv has it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    servers = ["hasten", "uvicorn", "granian"]
+    colours = {"hasten": "#d1495b", "uvicorn": "#00798c", "granian": "#edae49"}
+    rated = [
+        s
+        for s, by_server in results.items()
+        if s != "idle"
+        and by_server.get("uvicorn")
+        and by_server["uvicorn"].rate
+        and by_server.get("hasten")
+        and by_server["hasten"].rate
+    ]
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [4, 1.3]}
+    )
+    width = 0.8 / len(servers)
+    for index, server in enumerate(servers):
+        values = []
+        for scenario in rated:
+            sample = results[scenario].get(server)
+            values.append(
+                ratio(sample.rate if sample else None, results[scenario]["uvicorn"].rate) or 0
+            )
+        xs = [i + (index - 1) * width for i in range(len(rated))]
+        bars = left.bar(xs, values, width, label=server, color=colours[server])
+        for bar, value in zip(bars, values, strict=True):
+            if value:
+                left.annotate(
+                    f"{value:.2f}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+    left.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    left.set_xticks(range(len(rated)), rated)
+    left.set_ylabel("throughput relative to uvicorn (higher is better)")
+    left.legend(loc="upper right")
+    left.set_title("Throughput (median of rounds)")
+    idle = results.get("idle", {})
+    idle_values = [
+        (idle[s].per_conn_bytes or 0) / 1024 if idle.get(s) and not idle[s].skipped else 0
+        for s in servers
+    ]
+    bars = right.bar(servers, idle_values, color=[colours[s] for s in servers])
+    for bar, value in zip(bars, idle_values, strict=True):
+        right.annotate(
+            f"{value:.1f}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    right.set_ylabel("KB of server RSS per connection (lower is better)")
+    right.set_title("Idle keep-alive connection")
+    fig.suptitle(f"hasten vs uvicorn vs granian — {subtitle}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

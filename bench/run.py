@@ -1,0 +1,408 @@
+"""Run the benchmark: ``python -m bench.run [--quick]`` (``make bench`` / ``make bench QUICK=1``).
+
+Every server runs pinned to CPU 0 and every load generator (wrk, h2load and the Python
+clients, including this process) to CPU 1. Within a round each scenario runs on every
+server in turn, the order rotating from round to round; the report gives the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import clients, report
+from bench.measure import LoadResult, Sample, parse_h2load, parse_wrk, summarise
+from bench.servers import (
+    CLIENT_CPU,
+    HASTEN,
+    HYPERCORN,
+    PEERS,
+    RunningServer,
+    ServerSpec,
+    serving,
+)
+
+BENCH_DIR = Path(__file__).parent
+RESULTS_DIR = BENCH_DIR / "results"
+WEBSOCKET_MODULE = BENCH_DIR.parent / "src" / "hasten" / "protocols" / "websocket.py"
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int
+    duration: float  # seconds of measured load per run
+    warmup: float  # seconds of load thrown away before each measured run
+    idle_connections: int
+    mode: str
+
+
+FULL = Settings(rounds=3, duration=6, warmup=2, idle_connections=5000, mode="full")
+QUICK = Settings(rounds=1, duration=2, warmup=1, idle_connections=5000, mode="quick")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    app: str
+    kind: str  # wrk | idle | ws | h2
+    connections: int
+    path: str = "/"
+    lua: str | None = None
+    unit: str = "req/s"
+    keep_alive: int = 5
+    # Per-server options a scenario needs on top of the defaults.
+    server_options: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def options_for(self, server: str) -> tuple[str, ...]:
+        return dict(self.server_options).get(server, ())
+
+
+SCENARIOS = (
+    Scenario("hello", "plain ASGI, 13-byte text response", "plain:hello", "wrk", 64),
+    Scenario(
+        "json", "FastAPI route returning a small JSON object", "fastapi_json:app", "wrk", 64,
+        path="/json",
+    ),
+    Scenario(
+        "post4k", "4 KiB POST body echoed back (wrk lua script)", "plain:echo", "wrk", 64,
+        lua="post4k.lua",
+    ),
+    Scenario("c1000", "hello with 1000 connections", "plain:hello", "wrk", 1000),
+    Scenario("stream", "1 MiB response in 64 KiB chunks", "plain:stream", "wrk", 16),
+    Scenario(
+        "idle", "server RSS per idle keep-alive connection", "plain:hello", "idle", 0,
+        keep_alive=300,
+        # granian accepts at most --backpressure (default 1024) connections at once.
+        server_options=(("granian", ("--backpressure", "16384")),),
+    ),
+    Scenario(
+        "ws", "WebSocket echo, 16 conns x 64 pipelined 32-byte messages", "plain:ws_echo",
+        "ws", 16, unit="msgs/s",
+    ),
+    Scenario("h2", "h2load -c 8 -m 32, HTTP/2 prior knowledge", "plain:hello", "h2", 8),
+)  # fmt: skip
+
+
+def peers_for(scenario: Scenario) -> tuple[ServerSpec, ...]:
+    if scenario.kind == "h2" and importlib.util.find_spec("hypercorn") is not None:
+        return (*PEERS, HYPERCORN)
+    return PEERS
+
+
+class PeakRss:
+    """Samples a server's RSS every 100 ms in a thread; ``peak`` is the highest seen."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+        self.peak = server.rss_kb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            self.peak = max(self.peak, self.server.rss_kb())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.server.rss_kb())
+
+
+def run_wrk(scenario: Scenario, port: int, duration: float) -> LoadResult:
+    argv = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{scenario.connections}"]
+    argv += [f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
+    if scenario.lua:
+        argv += ["-s", str(BENCH_DIR / "wrk" / scenario.lua)]
+    argv.append(f"http://127.0.0.1:{port}{scenario.path}")
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
+    return parse_wrk(done.stdout)
+
+
+def run_h2load(scenario: Scenario, port: int, duration: float, warmup: float) -> LoadResult:
+    argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{scenario.connections}", "-m32"]
+    argv += [f"-D{max(1, round(duration))}", f"--warm-up-time={max(1, round(warmup))}"]
+    argv.append(f"http://127.0.0.1:{port}{scenario.path}")
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
+    return parse_h2load(done.stdout)
+
+
+def check_answers(port: int, path: str) -> None:
+    """One GET before the load, so a misconfigured server fails loudly instead of fast."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET %b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path.encode())
+        head = clients.read_response(sock)
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"GET {path} answered {head[:60]!r}")
+
+
+def measure(scenario: Scenario, spec: ServerSpec, settings: Settings) -> Sample:
+    options = scenario.options_for(spec.name)
+    with serving(spec, scenario.app, scenario.keep_alive, options) as server:
+        if scenario.kind == "ws":
+            if spec is HASTEN and not WEBSOCKET_MODULE.exists():
+                return Sample(skipped="not supported yet")
+            if not clients.probe_websocket(server.port):
+                return Sample(skipped="not supported yet" if spec is HASTEN else "no upgrade")
+        if scenario.kind == "h2" and not clients.probe_http2(server.port):
+            return Sample(skipped="no HTTP/2 prior knowledge")
+        if scenario.kind in ("wrk", "idle"):
+            check_answers(server.port, scenario.path)
+        measure_kind = _MEASURES[scenario.kind]
+        sample = measure_kind(scenario, server, settings)
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{spec.name} died during {scenario.name}:\n{server.output()}")
+        return sample
+
+
+def _measure_wrk(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
+    run_wrk(scenario, server.port, settings.warmup)
+    before = server.rss_kb()
+    with PeakRss(server) as rss:
+        result = run_wrk(scenario, server.port, settings.duration)
+    return Sample(
+        rate=result.rate,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        rss_kb=rss.peak,
+        errors=result.errors,
+        rss_growth_kb=rss.peak - before,
+    )
+
+
+def _measure_idle(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
+    warm = dataclasses.replace(scenario, connections=64)
+    run_wrk(warm, server.port, 1)
+    time.sleep(0.5)  # let the warm-up connections close
+    before = server.rss_kb()
+    sockets = clients.open_idle_connections(server.port, settings.idle_connections)
+    try:
+        time.sleep(0.5)
+        after = server.rss_kb()
+    finally:
+        clients.close_all(sockets)
+    return Sample(
+        rss_kb=after,
+        per_conn_bytes=(after - before) * 1024 / settings.idle_connections,
+    )
+
+
+def _measure_ws(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
+    clients.websocket_echo(server.port, scenario.connections, 64, 32, settings.warmup)
+    with PeakRss(server) as rss:
+        result = clients.websocket_echo(
+            server.port, scenario.connections, 64, 32, settings.duration
+        )
+    return Sample(
+        rate=result.rate,
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        rss_kb=rss.peak,
+        notes=["p50/p99: round trip of a batch of 64 messages"],
+    )
+
+
+def _measure_h2(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
+    with PeakRss(server) as rss:
+        result = run_h2load(scenario, server.port, settings.duration, settings.warmup)
+    return Sample(rate=result.rate, rss_kb=rss.peak, errors=result.errors)
+
+
+_MEASURES: dict[str, Callable[[Scenario, RunningServer, Settings], Sample]] = {
+    "wrk": _measure_wrk,
+    "idle": _measure_idle,
+    "ws": _measure_ws,
+    "h2": _measure_h2,
+}
+
+
+def rotated(items: tuple[ServerSpec, ...], by: int) -> Iterator[ServerSpec]:
+    for index in range(len(items)):
+        yield items[(index + by) % len(items)]
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("wrk", "h2load", "taskset") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"missing tools: {', '.join(missing)} (make bench installs them)")
+    if len(os.sched_getaffinity(0) | {0, 1}) < 2 or (os.cpu_count() or 1) < 2:
+        sys.exit("the benchmark pins servers and load generators to CPUs 0 and 1: needs 2 CPUs")
+
+
+def machine_info() -> dict[str, str]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = []
+    for package in (
+        "hasten", "uvicorn", "granian", "hypercorn", "httptools", "uvloop", "fastapi",
+        "starlette", "websockets",
+    ):  # fmt: skip
+        try:
+            versions.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    tools = []
+    for argv in (["wrk", "-v"], ["h2load", "--version"]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        tools.append((done.stdout or done.stderr).splitlines()[0].split(" Copyright")[0])
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": ", ".join(versions),
+        "tools": ", ".join(tools),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def write_report(
+    summary: dict[str, dict[str, Sample]],
+    checks: list[report.Check],
+    info: dict[str, str],
+    settings: Settings,
+    elapsed: float,
+) -> None:
+    units = {s.name: s.unit for s in SCENARIOS}
+    how = (
+        f"{settings.rounds} round(s); each measured run {settings.duration:g} s after a "
+        f"{settings.warmup:g} s warm-up; medians over rounds"
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- **Mode:** {settings.mode} ({how}); the whole run took {elapsed / 60:.1f} min.",
+    ]
+    if settings.mode != "full":
+        lines.append(
+            "- **This is a QUICK run** (one round, short runs): it proves the harness works; "
+            "its numbers are noisy and are not the project's measured results."
+        )
+    lines += [
+        f"- **Date:** {info['date']}",
+        f"- **Machine:** {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, "
+        f"Python {info['python']}",
+        f"- **Packages:** {info['packages']}",
+        f"- **Load generators:** {info['tools']}, and Python clients for `idle` and `ws`",
+        "",
+        "## How it was measured",
+        "",
+        "- Each server runs as one process pinned to CPU 0 (`taskset -c 0`); the load",
+        "  generator runs on CPU 1. Servers alternate within a round (the order rotates",
+        "  between rounds) and each is started afresh for every scenario.",
+        "- Access logs are off on every server (`--no-access-log` for hasten, uvicorn and",
+        "  granian; hypercorn logs no access by default), log level `warning`.",
+        "- hasten: `--loop uvloop`; uvicorn: `--loop uvloop --http httptools`; granian:",
+        "  `--interface asgi --workers 1`; hypercorn (h2 only): `--worker-class uvloop`.",
+        "- `wrk -t1 -cN --latency` gives req/s and p50/p99; peak RSS is sampled from",
+        "  /proc/PID/status every 100 ms (summed over the server's processes).",
+        "- `idle`: after a warm-up, the client opens "
+        f"{settings.idle_connections} keep-alive connections, sends one request on each and",
+        "  reads the answer, then the server's RSS growth is divided by the connection count.",
+        "- `ws`: a uvloop client keeps 16 connections each with 64 masked 32-byte text",
+        "  messages in flight per batch; p50/p99 are batch round trips.",
+        "- `h2`: `h2load -c8 -m32` with prior knowledge (no percentiles: h2load prints none).",
+        "",
+        "## Scenarios",
+        "",
+    ]
+    lines += [f"- `{s.name}`: {s.description}" for s in SCENARIOS]
+    lines += ["", "## Results (medians)", "", *report.results_table(summary, units), ""]
+    lines += ["## Targets", "", "```", *(check.line() for check in checks), "```", ""]
+    lines += ["![hasten vs uvicorn vs granian](latest.png)", ""]
+    (RESULTS_DIR / "latest.md").write_text("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one short round (< 3 min)")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--no-write", action="store_true", help="don't write results/")
+    args = parser.parse_args(argv)
+    settings = QUICK if args.quick else FULL
+    ensure_tools()
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    clients.raise_open_file_limit(settings.idle_connections * 2 + 4096)
+    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    info = machine_info()
+    print(f"bench: {settings.mode} mode on {info['cpu']}, Python {info['python']}", flush=True)
+    samples: dict[str, dict[str, list[Sample]]] = {
+        s.name: {spec.name: [] for spec in peers_for(s)} for s in scenarios
+    }
+    started = time.monotonic()
+    for round_index in range(settings.rounds):
+        for scenario in scenarios:
+            for spec in rotated(peers_for(scenario), round_index):
+                try:
+                    sample = measure(scenario, spec, settings)
+                except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+                    sample = Sample(skipped=f"error: {str(exc).splitlines()[0][:80]}")
+                samples[scenario.name][spec.name].append(sample)
+                print(f"  round {round_index + 1} {scenario.name:7} {spec.name:9} {_brief(sample)}",
+                      flush=True)  # fmt: skip
+    elapsed = time.monotonic() - started
+    summary = {
+        scenario: {server: summarise(runs) for server, runs in by_server.items()}
+        for scenario, by_server in samples.items()
+    }
+    checks = report.check_targets(summary)
+    print(f"bench: done in {elapsed / 60:.1f} min")
+    for check in checks:
+        print(check.line())
+    if not args.no_write:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        write_report(summary, checks, info, settings, elapsed)
+        report.draw_chart(
+            summary,
+            str(RESULTS_DIR / "latest.png"),
+            f"{settings.mode} run, {info['date']}, {info['cpu']} ({info['cores']} cores), "
+            f"Python {info['python']}",
+        )
+        raw = {s: {k: [dataclasses.asdict(x) for x in v] for k, v in by.items()}
+               for s, by in samples.items()}  # fmt: skip
+        (RESULTS_DIR / "latest.json").write_text(
+            json.dumps({"machine": info, "mode": settings.mode, "samples": raw}, indent=1)
+        )
+        print(f"wrote {RESULTS_DIR / 'latest.md'} and latest.png")
+    return 0
+
+
+def _brief(sample: Sample) -> str:
+    if sample.skipped:
+        return f"skipped: {sample.skipped}"
+    if sample.per_conn_bytes is not None:
+        return f"{sample.per_conn_bytes / 1024:.2f} KB/conn"
+    parts = [f"{sample.rate:,.0f}/s" if sample.rate is not None else "—"]
+    if sample.p99_ms is not None:
+        parts.append(f"p50 {sample.p50_ms:.2f} ms p99 {sample.p99_ms:.2f} ms")
+    parts.append(f"rss {(sample.rss_kb or 0) / 1024:.1f} MiB")
+    if sample.errors:
+        parts.append(f"errors {sample.errors}")
+    return ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

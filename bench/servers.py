@@ -1,0 +1,161 @@
+"""The servers under test: their command lines, and running one pinned to a CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+APPS_DIR = Path(__file__).parent / "apps"
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one server on an app (``module:attr``) with access logs off."""
+
+    name: str
+    argv: tuple[str, ...]  # {app}, {port} and {keep_alive} are filled in
+
+    def command(
+        self, app: str, port: int, keep_alive: int, options: tuple[str, ...] = ()
+    ) -> list[str]:
+        values = {"app": app, "port": str(port), "keep_alive": str(keep_alive)}
+        return [part.format(**values) for part in self.argv] + list(options)
+
+
+PY = sys.executable
+# Access logs are off on every server (hasten and uvicorn log them by default; granian and
+# hypercorn do not), and each runs one process with its fastest event loop.
+HASTEN = ServerSpec(
+    "hasten",
+    (PY, "-m", "hasten", "{app}", "--host", "127.0.0.1", "--port", "{port}",
+     "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+     "--timeout-keep-alive", "{keep_alive}"),
+)  # fmt: skip
+UVICORN = ServerSpec(
+    "uvicorn",
+    (PY, "-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}",
+     "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+     "--ws", "websockets", "--timeout-keep-alive", "{keep_alive}"),
+)  # fmt: skip
+GRANIAN = ServerSpec(
+    "granian",
+    (str(_BIN / "granian"), "--interface", "asgi", "--workers", "1", "--host", "127.0.0.1",
+     "--port", "{port}", "--no-access-log", "--log-level", "warning", "{app}"),
+)  # fmt: skip
+HYPERCORN = ServerSpec(
+    "hypercorn",
+    (PY, "-m", "hypercorn", "{app}", "--bind", "127.0.0.1:{port}", "--worker-class", "uvloop",
+     "--log-level", "warning", "--keep-alive", "{keep_alive}"),
+)  # fmt: skip
+
+PEERS = (HASTEN, UVICORN, GRANIAN)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (granian serves from a child process)."""
+    found = [pid]
+    for current in found:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    found.extend(int(child) for child in children.read().split())
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process and its descendants, from /proc/PID/status (VmRSS)."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{member}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+                    break
+    return total
+
+
+class RunningServer:
+    """A server process pinned to SERVER_CPU, listening on 127.0.0.1:port."""
+
+    def __init__(
+        self, spec: ServerSpec, app: str, keep_alive: int = 5, options: tuple[str, ...] = ()
+    ) -> None:
+        self.spec = spec
+        self.port = free_port()
+        # A file, not a pipe: a server that logs a lot must never block on a full pipe.
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the process
+        argv = ["taskset", "-c", SERVER_CPU, *spec.command(app, self.port, keep_alive, options)]
+        self.process = subprocess.Popen(
+            argv,
+            cwd=APPS_DIR,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited at startup:\n{self.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.spec.name} did not listen within {timeout} s")
+
+    def rss_kb(self) -> int:
+        return rss_kb(self.pid)
+
+    def output(self) -> str:
+        """What the server printed so far (its warnings and errors)."""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(5)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def serving(
+    spec: ServerSpec, app: str, keep_alive: int = 5, options: tuple[str, ...] = ()
+) -> Iterator[RunningServer]:
+    server = RunningServer(spec, app, keep_alive, options)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

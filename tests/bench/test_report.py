@@ -1,0 +1,70 @@
+"""The benchmark's target checks and the profile summary, on made-up numbers."""
+
+from __future__ import annotations
+
+from bench.measure import Sample
+from bench.profile import frame_name, top_functions
+from bench.report import check_targets, results_table
+
+
+def _status(results: dict[str, dict[str, Sample]], name: str) -> str:
+    return next(check.status for check in check_targets(results) if check.name == name)
+
+
+def test_hello_target_passes_at_the_ratio() -> None:
+    results = {"hello": {"hasten": Sample(rate=180.0), "uvicorn": Sample(rate=100.0)}}
+    assert _status(results, "hello >= 1.8x uvicorn") == "PASS"
+
+
+def test_hello_target_fails_below_the_ratio() -> None:
+    results = {"hello": {"hasten": Sample(rate=179.0), "uvicorn": Sample(rate=100.0)}}
+    assert _status(results, "hello >= 1.8x uvicorn") == "FAIL"
+
+
+def test_missing_peer_makes_a_target_skip() -> None:
+    results = {"hello": {"hasten": Sample(rate=180.0)}}
+    assert _status(results, "hello >= 1.3x granian") == "SKIP"
+
+
+def test_c1000_needs_a_lower_p99_than_uvicorn() -> None:
+    results = {"c1000": {"hasten": Sample(p99_ms=12.0), "uvicorn": Sample(p99_ms=10.0)}}
+    assert _status(results, "c1000 p99 lower than uvicorn") == "FAIL"
+
+
+def test_idle_target_is_three_kilobytes_per_connection() -> None:
+    results = {"idle": {"hasten": Sample(per_conn_bytes=3 * 1024)}}
+    assert _status(results, "idle <= 3 KB per connection") == "PASS"
+
+
+def test_unsupported_websocket_skips_its_target() -> None:
+    results = {"ws": {"hasten": Sample(skipped="not supported yet")}}
+    assert _status(results, "ws >= 1.3x uvicorn") == "SKIP"
+
+
+def test_results_table_shows_ratios_against_both_peers() -> None:
+    results = {
+        "hello": {
+            "hasten": Sample(rate=200.0, p50_ms=1.0, p99_ms=2.0, rss_kb=2048),
+            "uvicorn": Sample(rate=100.0),
+            "granian": Sample(rate=160.0),
+        }
+    }
+    hasten_row = results_table(results, {"hello": "req/s"})[2]
+    assert "| 200 req/s |" in hasten_row
+    assert "| 2.00x | 1.25x |" in hasten_row
+
+
+def test_profile_frames_drop_line_numbers_so_samples_add_up() -> None:
+    assert frame_name("send (hasten/protocols/http1.py:210)") == "send (http1.py)"
+
+
+def test_profile_counts_own_and_inclusive_samples() -> None:
+    stacks = [
+        'process 1:"python";run (server.py:10);send (http1.py:3) 5',
+        'process 1:"python";run (server.py:10);send (http1.py:4);write (http1.py:9) 3',
+    ]
+    own, inclusive, total = top_functions(stacks)
+    assert total == 8
+    assert own["send (http1.py)"] == 5
+    assert inclusive["send (http1.py)"] == 8
+    assert inclusive["run (server.py)"] == 8
