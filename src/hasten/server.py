@@ -69,7 +69,9 @@ class Server:
     """One hasten server process: ``await server.serve()`` runs it until it is told to stop.
 
     Setting ``should_exit`` (from any thread, or by SIGINT/SIGTERM) starts a graceful
-    shutdown; a second signal, or ``force_exit``, cuts it short.
+    shutdown; a second SIGINT, or setting ``force_exit``, cuts it short. ``started`` turns
+    true once the sockets listen (``servers`` then holds them); ``exit_code`` is the process
+    status the run ended with (3: the app's startup failed or the socket could not be bound).
     """
 
     def __init__(self, config: Config) -> None:
