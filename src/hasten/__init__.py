@@ -20,6 +20,8 @@ from hasten.config import Config
 from hasten.importer import AppLoadError
 from hasten.logs import configure_logging, error_logger
 from hasten.server import STARTUP_FAILURE, Server
+from hasten.sources import apply_env_file
+from hasten.supervisors import needs_supervisor, run_supervised
 
 __version__ = "0.1.0"
 __all__ = ["Config", "Server", "__version__", "run"]
@@ -33,6 +35,10 @@ def run(app: ASGIApplication | str, **settings: Any) -> None:
     """
     config = Config(app=app, **settings)
     configure_logging(config.log_level_number)
+    if config.env_file is not None:
+        apply_env_file(config.env_file)
+    if needs_supervisor(config):
+        sys.exit(run_supervised(config))
     server = Server(config)
     try:
         server.run()

@@ -1,0 +1,187 @@
+"""The worker side of a supervised process: serve the inherited sockets, report to the parent.
+
+A worker tells its supervisor, one byte at a time over a socket pair, that it is serving
+(``READY``), that its event loop is alive (``HEARTBEAT``, the health check), and that it has
+reached ``--limit-max-requests`` and wants to be replaced (``RETIRE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from hasten.asgi import ASGIApplication, Receive, Scope, Send
+from hasten.config import Config
+from hasten.importer import AppLoadError, load_app
+from hasten.logs import error_logger
+from hasten.server import Server, loop_factory
+
+READY = b"r"
+HEARTBEAT = b"h"
+RETIRE = b"x"
+# From the supervisor: stop accepting, then shut down gracefully.
+STOP = b"s"
+
+APP_LOAD_FAILURE = 1
+# Signals the supervisor handles itself; a worker inherits its handlers across fork().
+SUPERVISOR_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGCHLD,
+)
+# Until the server listens, look often for it so a rolling restart waits no longer than needed.
+_READY_POLL_INTERVAL = 0.01
+# A connection accepted just before the listener closed has usually not delivered its request
+# yet, and a graceful shutdown would close it as idle; let those requests arrive first.
+_LATE_REQUEST_GRACE = 0.25
+
+
+def heartbeat_interval(config: Config) -> float:
+    """How often a worker reports: several times per health-check timeout, at most 1 s."""
+    return min(1.0, config.timeout_worker_healthcheck / 4)
+
+
+class RequestCounter:
+    """ASGI middleware that calls ``on_limit`` once ``limit`` requests have started."""
+
+    def __init__(self, app: ASGIApplication, limit: int, on_limit: Callable[[], None]) -> None:
+        self.app = app
+        self.limit = limit
+        self.on_limit = on_limit
+        self.count = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            self.count += 1
+            if self.count == self.limit:
+                error_logger.info(
+                    "Worker [%d] served %d requests; asking to be replaced", os.getpid(), self.limit
+                )
+                self.on_limit()
+        await self.app(scope, receive, send)
+
+
+def reset_inherited_signals() -> None:
+    """Undo the supervisor's signal setup in a freshly forked child."""
+    signal.set_wakeup_fd(-1)
+    for sig in SUPERVISOR_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    # A worker left to the default action would be stopped by these job-control signals.
+    signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+class WorkerChannel:
+    """The worker's end of the pipe to its supervisor; a closed pipe means an orphan."""
+
+    def __init__(self, sock: socket.socket, server: Server) -> None:
+        self.sock = sock
+        self.server = server
+        self.stop_task: asyncio.Task[None] | None = None
+        sock.setblocking(False)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            error_logger.warning("Worker [%d] lost its supervisor; stopping", os.getpid())
+            self.server.should_exit = True
+        elif STOP in data and self.stop_task is None:
+            self.stop_task = asyncio.get_running_loop().create_task(self._stop())
+
+    async def _stop(self) -> None:
+        for listener in self.server.servers:
+            listener.close()
+        await asyncio.sleep(_LATE_REQUEST_GRACE)
+        self.server.should_exit = True
+
+    def send(self, message: bytes) -> None:
+        try:
+            self.sock.send(message)
+        except BlockingIOError:
+            pass  # the supervisor is behind; a lost heartbeat is harmless
+        except OSError:
+            error_logger.warning("Worker [%d] lost its supervisor; stopping", os.getpid())
+            self.server.should_exit = True
+
+    async def report(self, interval: float) -> None:
+        """Say READY once the server listens, then HEARTBEAT every ``interval`` seconds."""
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
+        while not self.server.started:
+            if self.server.should_exit:
+                return
+            await asyncio.sleep(_READY_POLL_INTERVAL)
+        self.send(READY)
+        while True:
+            await asyncio.sleep(interval)
+            self.send(HEARTBEAT)
+
+
+def run_worker(
+    config: Config, sockets: Sequence[socket.socket], channel: socket.socket | None = None
+) -> int:
+    """Serve ``sockets`` in this (forked) process until told to stop; return the exit status."""
+    server = Server(config)
+    reporter = WorkerChannel(channel, server) if channel is not None else None
+    try:
+        if config.limit_max_requests is not None and reporter is not None:
+            limit = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
+            app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+            counted = RequestCounter(app, limit, lambda: reporter.send(RETIRE))
+            server = Server(dataclasses.replace(config, app=counted, factory=False))
+            reporter.server = server
+
+        async def serve() -> None:
+            heartbeat = None
+            if reporter is not None:
+                heartbeat = asyncio.create_task(reporter.report(heartbeat_interval(config)))
+            try:
+                await server.serve(sockets)
+            finally:
+                if heartbeat is not None:
+                    heartbeat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await heartbeat
+
+        with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
+            runner.run(serve())
+        # Served and drained: a late stop signal (sent to the whole process group, say) must
+        # not turn this clean exit into a death by signal.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except AppLoadError as exc:
+        error_logger.error(
+            "Error loading ASGI app. %s",
+            exc,
+            exc_info=exc if config.log_level_number <= logging.DEBUG else None,
+        )
+        return APP_LOAD_FAILURE
+    if server.exit_code:
+        return server.exit_code
+    return 0
+
+
+def exit_forked_child(code: int) -> None:
+    """Leave a forked child without running the parent's cleanup (atexit, finally blocks)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -1,0 +1,168 @@
+"""``--reload``: run the server in a child process and restart it when a watched file changes.
+
+The reloader binds the sockets once, so the address stays the same across restarts, and
+starts a fresh interpreter for each generation of the code (nothing of the app is ever
+imported here). A child that fails to start (a syntax error, say) is not restarted in a
+loop: its error is shown once and the reloader waits for the next change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import watchfiles
+
+from hasten.config import Config
+from hasten.logs import configure_logging, error_logger
+from hasten.server import bind_socket
+from hasten.supervisors import needs_supervisor
+from hasten.supervisors.child import run_worker
+from hasten.supervisors.workers import WorkerSupervisor
+
+DEFAULT_INCLUDE = ("*.py",)
+# How often the watcher returns control, to notice a child that exited on its own.
+_WATCH_TIMEOUT_MS = 500
+_STOP_TIMEOUT = 10.0
+
+
+class ReloadFilter:
+    """Which changed paths trigger a reload: ``--reload-include`` minus ``--reload-exclude``.
+
+    Version-control, cache and editor files are never watched (watchfiles' default filter).
+    """
+
+    def __init__(self, include: Sequence[str], exclude: Sequence[str]) -> None:
+        self.include = tuple(include) or DEFAULT_INCLUDE
+        self.exclude = tuple(exclude)
+        self.default = watchfiles.DefaultFilter()
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        if not self.default(change, path):
+            return False
+        candidate = Path(path)
+        if any(
+            fnmatch.fnmatch(part, pattern) for pattern in self.exclude for part in candidate.parts
+        ):
+            return False
+        return any(fnmatch.fnmatch(candidate.name, pattern) for pattern in self.include)
+
+
+def _child_command(config: Config, fds: Sequence[int]) -> list[str]:
+    settings = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
+    settings.update(reload=False, fd=None)
+    payload = json.dumps({"settings": settings, "fds": list(fds)})
+    return [
+        sys.executable,
+        "-c",
+        "from hasten.supervisors.reload import child_main; child_main()",
+        payload,
+    ]
+
+
+def child_main() -> None:
+    """Entry point of a reloaded server process: settings and socket fds come on argv."""
+    payload: dict[str, Any] = json.loads(sys.argv[1])
+    config = Config(**payload["settings"])
+    configure_logging(config.log_level_number)
+    sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
+    if needs_supervisor(config):
+        sys.exit(WorkerSupervisor(config, sockets).run())
+    sys.exit(run_worker(config, sockets))
+
+
+class Reloader:
+    """Watch files, and run the server in a child process restarted on every change."""
+
+    def __init__(self, config: Config) -> None:
+        if not isinstance(config.app, str):
+            raise ValueError("reload needs the app as an import string, module:attribute")
+        self.config = config
+        self.directories = [Path(d).resolve() for d in config.reload_dir] or [Path.cwd()]
+        self.stop_event = threading.Event()
+        self.child: subprocess.Popen[bytes] | None = None
+        self._signals_received = 0
+
+    def run(self) -> int:
+        """Serve and reload until SIGINT/SIGTERM; return the exit status."""
+        config = self.config
+        sockets = [bind_socket(config)]
+        for sock in sockets:
+            sock.set_inheritable(True)
+        fds = [sock.fileno() for sock in sockets]
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        error_logger.info(
+            "Started reloader process [%d] watching %s",
+            os.getpid(),
+            ", ".join(str(d) for d in self.directories),
+        )
+        try:
+            self._start(config, fds)
+            waiting_reported = False
+            for changes in watchfiles.watch(
+                *self.directories,
+                watch_filter=ReloadFilter(config.reload_include, config.reload_exclude),
+                step=int(config.reload_delay * 1000),
+                stop_event=self.stop_event,
+                rust_timeout=_WATCH_TIMEOUT_MS,
+                yield_on_timeout=True,
+                raise_interrupt=False,
+            ):
+                if changes:
+                    names = sorted({os.path.relpath(path) for _, path in changes})
+                    error_logger.warning("Detected changes in %s. Reloading...", ", ".join(names))
+                    self._stop_child()
+                    self._start(config, fds)
+                    waiting_reported = False
+                elif (
+                    self.child is not None
+                    and self.child.poll() is not None
+                    and not waiting_reported
+                ):
+                    error_logger.error(
+                        "The server exited (status %d); waiting for a file change to restart it",
+                        self.child.returncode,
+                    )
+                    waiting_reported = True
+        finally:
+            self._stop_child()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for sock in sockets:
+                sock.close()
+        error_logger.info("Stopped reloader process [%d]", os.getpid())
+        return 0
+
+    def _on_signal(self, sig: int, _frame: object) -> None:
+        self._signals_received += 1
+        self.stop_event.set()
+        if self._signals_received > 1 and self.child is not None and self.child.poll() is None:
+            self.child.kill()
+
+    def _start(self, config: Config, fds: Sequence[int]) -> None:
+        self.child = subprocess.Popen(_child_command(config, fds), pass_fds=fds)
+
+    def _stop_child(self) -> None:
+        child = self.child
+        if child is None or child.poll() is not None:
+            return
+        child.terminate()
+        graceful = self.config.timeout_graceful_shutdown
+        try:
+            child.wait(_STOP_TIMEOUT if graceful is None else graceful + _STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            error_logger.warning("The server did not stop in time; killing it")
+            child.kill()
+            child.wait()

@@ -1,0 +1,113 @@
+"""``--reload``: a real reloader process restarting the server when a copied app changes."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness import APPS_DIR, HastenProcess, RawClient, hasten_process, request
+
+APP_FILE = "proc_versioned.py"
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    shutil.copy(APPS_DIR / APP_FILE, tmp_path / APP_FILE)
+    return tmp_path
+
+
+def get_body(running: HastenProcess) -> bytes:
+    sock = socket.create_connection((running.host, running.port), timeout=5)
+    with RawClient(sock) as client:
+        client.send(request(headers={"Connection": "close"}))
+        return client.read_response().body
+
+
+def edit_until(running: HastenProcess, path: Path, text: str, expected: str) -> None:
+    """Write ``text`` to ``path`` until the reloader reports ``expected`` (the watcher may
+    still be starting when the first write lands)."""
+    count = running.output().count(expected)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        path.write_text(text)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            if running.output().count(expected) > count:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"{expected!r} never appeared:\n{running.output()}")
+
+
+def wait_for_body(running: HastenProcess, expected: bytes) -> None:
+    deadline = time.monotonic() + 10
+    body = b""
+    while time.monotonic() < deadline:
+        try:
+            body = get_body(running)
+        except (OSError, AssertionError):
+            body = b""
+        if body == expected:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"still {body!r}, wanted {expected!r}:\n{running.output()}")
+
+
+def versioned(version: str) -> str:
+    return (APPS_DIR / APP_FILE).read_text().replace('b"v1"', f'b"{version}"')
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_changed_file_is_served_after_reload(app_dir: Path, workers: str) -> None:
+    with hasten_process(
+        "proc_versioned:app",
+        "--port",
+        "0",
+        "--reload",
+        "--reload-delay",
+        "0.05",
+        "--workers",
+        workers,
+        cwd=app_dir,
+    ) as running:
+        assert get_body(running) == b"v1"
+        edit_until(running, app_dir / APP_FILE, versioned("v2"), "Reloading...")
+        wait_for_body(running, b"v2")
+
+
+def test_syntax_error_keeps_the_reloader_alive_until_fixed(app_dir: Path) -> None:
+    with hasten_process(
+        "proc_versioned:app", "--port", "0", "--reload", "--reload-delay", "0.05", cwd=app_dir
+    ) as running:
+        assert get_body(running) == b"v1"
+        edit_until(running, app_dir / APP_FILE, "def broken(:\n", "SyntaxError")
+        running.wait_for_line("waiting for a file change")
+        assert running.output().count("SyntaxError") == 1
+        assert running.process.poll() is None
+        edit_until(running, app_dir / APP_FILE, versioned("v3"), "Reloading...")
+        wait_for_body(running, b"v3")
+
+
+def test_files_outside_the_include_globs_do_not_reload(app_dir: Path) -> None:
+    with hasten_process(
+        "proc_versioned:app",
+        "--port",
+        "0",
+        "--reload",
+        "--reload-delay",
+        "0.05",
+        "--reload-include",
+        "*.py",
+        "--reload-exclude",
+        "ignored_*",
+        cwd=app_dir,
+    ) as running:
+        (app_dir / "notes.txt").write_text("x")
+        (app_dir / "ignored_module.py").write_text("x = 1\n")
+        edit_until(running, app_dir / APP_FILE, versioned("v2"), "Reloading...")
+        line = running.wait_for_line("Detected changes")
+        assert "notes.txt" not in line
+        assert "ignored_module.py" not in line

@@ -1,0 +1,179 @@
+"""The worker supervisor, as a real ``hasten --workers N`` process receiving real signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+
+from tests.harness import HastenProcess, RawClient, hasten_process, request
+
+_SERVING = re.compile(r"Worker \[(\d+)\] is serving")
+
+
+def started_pids(running: HastenProcess) -> list[int]:
+    """The workers the supervisor has seen serving, in order."""
+    return [int(m[1]) for line in list(running.lines) if (m := _SERVING.search(line))]
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_for_pids(running: HastenProcess, count: int, timeout: float = 10.0) -> list[int]:
+    wait_until(lambda: len(started_pids(running)) >= count, timeout, f"{count} workers")
+    return started_pids(running)
+
+
+def get_pid(running: HastenProcess, path: str = "/") -> int:
+    """One request on a fresh connection; the body is the pid of the worker that served it."""
+    sock = socket.create_connection((running.host, running.port), timeout=5)
+    with RawClient(sock) as client:
+        client.send(request(path=path, headers={"Connection": "close"}))
+        response = client.read_response()
+    assert response.status == 200
+    return int(response.body)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_workers_share_one_port() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2") as running:
+        pids = wait_for_pids(running, 2)
+        running.wait_for_line("Listening on")
+        assert len(set(pids)) == 2
+        assert {get_pid(running) for _ in range(20)} <= set(pids)
+
+
+def test_killed_worker_is_replaced() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2") as running:
+        first, second = wait_for_pids(running, 2)[:2]
+        os.kill(first, signal.SIGKILL)
+        running.wait_for_line(f"Worker [{first}] died (killed by SIGKILL); starting a new one")
+        pids = wait_for_pids(running, 3)
+        assert pids[2] not in (first, second)
+        assert get_pid(running) in (second, pids[2])
+
+
+def test_sighup_restarts_every_worker_without_a_failed_request() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2") as running:
+        old = set(wait_for_pids(running, 2))
+        time.sleep(0.2)  # both workers listening
+        failures: list[BaseException] = []
+        served: list[int] = []
+        stop = threading.Event()
+
+        def client_loop() -> None:
+            while not stop.is_set():
+                try:
+                    served.append(get_pid(running))
+                except BaseException as exc:
+                    failures.append(exc)
+
+        thread = threading.Thread(target=client_loop)
+        thread.start()
+        try:
+            wait_until(lambda: len(served) > 20, what="requests before SIGHUP")
+            running.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: not any(alive(pid) for pid in old), 20, "old workers to stop")
+            count = len(served)
+            wait_until(lambda: len(served) > count + 20, what="requests after the restart")
+        finally:
+            stop.set()
+            thread.join(10)
+        assert failures == []
+        new = set(started_pids(running)) - old
+        assert len(new) == 2
+        assert set(served[-10:]) <= new
+
+
+def test_sigttin_adds_and_sigttou_removes_a_worker() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2") as running:
+        first, second = wait_for_pids(running, 2)
+        running.process.send_signal(signal.SIGTTIN)
+        running.wait_for_line("Received SIGTTIN: now 3 worker(s)")
+        third = wait_for_pids(running, 3)[2]
+        running.process.send_signal(signal.SIGTTOU)
+        running.wait_for_line("Received SIGTTOU: now 2 worker(s)")
+        running.wait_for_line(f"Worker [{third}] stopped")
+        assert alive(first)
+        assert alive(second)
+        assert {get_pid(running) for _ in range(10)} <= {first, second}
+
+
+def test_sigterm_stops_the_workers_gracefully() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2") as running:
+        pids = wait_for_pids(running, 2)
+        running.process.send_signal(signal.SIGTERM)
+        assert running.wait() == 0
+        output = running.output()
+        assert output.count("Application shutdown complete.") == 2
+        for pid in pids:
+            assert f"Worker [{pid}] stopped (exit code 0)" in output
+            assert not alive(pid)
+
+
+def test_max_requests_replaces_the_worker_after_its_successor_serves() -> None:
+    with hasten_process(
+        "proc_pid:app", "--port", "0", "--limit-max-requests", "5", "--log-level", "info"
+    ) as running:
+        (first,) = wait_for_pids(running, 1)
+        served = [get_pid(running) for _ in range(5)]
+        assert served == [first] * 5
+        running.wait_for_line(f"Worker [{first}] served 5 requests")
+        second = wait_for_pids(running, 2)[1]
+        running.wait_for_line(f"Worker [{first}] stopped (exit code 0)")
+        assert get_pid(running) == second
+
+
+def test_unresponsive_worker_is_killed_and_replaced() -> None:
+    with hasten_process(
+        "proc_pid:app", "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1"
+    ) as running:
+        wait_for_pids(running, 2)
+        sock = socket.create_connection((running.host, running.port), timeout=5)
+        sock.sendall(request(path="/block"))
+        line = running.wait_for_line("did not answer the health check", timeout=10)
+        blocked = int(re.findall(r"\[(\d+)\]", line)[0])
+        running.wait_for_line(f"Worker [{blocked}] died (killed by SIGKILL)")
+        wait_for_pids(running, 3)
+        sock.close()
+        assert get_pid(running) != blocked
+
+
+def test_memory_limit_recycles_a_worker() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--limit-max-memory", "1") as running:
+        (first,) = wait_for_pids(running, 1)
+        running.wait_for_line(f"Worker [{first}] uses")
+        wait_for_pids(running, 2)
+        running.wait_for_line(f"Worker [{first}] stopped")
+
+
+def test_reuse_port_workers_each_listen_on_the_same_port() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2", "--reuse-port") as running:
+        pids = wait_for_pids(running, 2)
+        wait_until(lambda: running.output().count("Listening on") == 2, what="two listeners")
+        ports = set(re.findall(r"Listening on http://127.0.0.1:(\d+)", running.output()))
+        assert ports == {str(running.port)}
+        assert {get_pid(running) for _ in range(20)} <= set(pids)
+
+
+def test_app_that_cannot_load_stops_the_supervisor_with_status_1() -> None:
+    with hasten_process(
+        "no_such_module:app", "--port", "0", "--workers", "2", wait_listening=False
+    ) as running:
+        assert running.wait() == 1
+        assert "failed to start" in running.output()
