@@ -68,6 +68,7 @@ def test_second_sigint_during_a_hanging_startup_exits(tmp_path: Path) -> None:
     try:
         running.wait_for_line("startup waiting")
         running.process.send_signal(signal.SIGINT)
+        running.wait_for_line("Stopping once startup completes")
         running.process.send_signal(signal.SIGINT)
         assert running.wait(timeout=5) == 3
         assert "Listening on" not in running.output()

@@ -235,6 +235,8 @@ class Server:
             if not self.started and self._serve_task is not None:
                 # Startup (the app's lifespan) is stuck; nothing else would notice.
                 self._serve_task.cancel()
+        elif not self.started:
+            error_logger.info("Stopping once startup completes. (CTRL+C again to force quit)")
         self.should_exit = True
 
     @contextlib.contextmanager
