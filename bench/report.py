@@ -146,8 +146,8 @@ def results_table(results: Results, units: Mapping[str, str]) -> list[str]:
             rows.append(
                 f"| {scenario} | {server} | {rate} | {_cell(sample.p50_ms, '.2f')} "
                 f"| {_cell(sample.p99_ms, '.2f')} | {_cell(rss, '.1f')} | {sample.errors} "
-                f"| {_fmt_ratio(vs_u) if server != 'uvicorn' else ''} "
-                f"| {_fmt_ratio(vs_g) if server != 'granian' else ''} |"
+                f"| {_fmt_ratio(vs_u) if server == 'hasten' else ''} "
+                f"| {_fmt_ratio(vs_g) if server == 'hasten' else ''} |"
             )
     return rows
 
@@ -164,11 +164,7 @@ def draw_chart(results: Results, path: str, subtitle: str) -> None:
     rated = [
         s
         for s, by_server in results.items()
-        if s != "idle"
-        and by_server.get("uvicorn")
-        and by_server["uvicorn"].rate
-        and by_server.get("hasten")
-        and by_server["hasten"].rate
+        if s != "idle" and by_server.get("uvicorn") and by_server["uvicorn"].rate
     ]
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [4, 1.3]}
@@ -184,14 +180,13 @@ def draw_chart(results: Results, path: str, subtitle: str) -> None:
         xs = [i + (index - 1) * width for i in range(len(rated))]
         bars = left.bar(xs, values, width, label=server, color=colours[server])
         for bar, value in zip(bars, values, strict=True):
-            if value:
-                left.annotate(
-                    f"{value:.2f}",
-                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                )
+            left.annotate(
+                f"{value:.2f}" if value else "n/a",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     left.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     left.set_xticks(range(len(rated)), rated)
     left.set_ylabel("throughput relative to uvicorn (higher is better)")

@@ -336,23 +336,11 @@ def write_report(
     (RESULTS_DIR / "latest.md").write_text("\n".join(lines))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="one short round (< 3 min)")
-    parser.add_argument("--only", nargs="*", help="run only these scenarios")
-    parser.add_argument("--no-write", action="store_true", help="don't write results/")
-    args = parser.parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    ensure_tools()
-    os.sched_setaffinity(0, {int(CLIENT_CPU)})
-    clients.raise_open_file_limit(settings.idle_connections * 2 + 4096)
-    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
-    info = machine_info()
-    print(f"bench: {settings.mode} mode on {info['cpu']}, Python {info['python']}", flush=True)
+def collect(settings: Settings, scenarios: list[Scenario]) -> dict[str, dict[str, list[Sample]]]:
+    """Every round of every scenario on every server: the raw samples."""
     samples: dict[str, dict[str, list[Sample]]] = {
         s.name: {spec.name: [] for spec in peers_for(s)} for s in scenarios
     }
-    started = time.monotonic()
     for round_index in range(settings.rounds):
         for scenario in scenarios:
             for spec in rotated(peers_for(scenario), round_index):
@@ -363,30 +351,75 @@ def main(argv: list[str] | None = None) -> int:
                 samples[scenario.name][spec.name].append(sample)
                 print(f"  round {round_index + 1} {scenario.name:7} {spec.name:9} {_brief(sample)}",
                       flush=True)  # fmt: skip
-    elapsed = time.monotonic() - started
+    return samples
+
+
+def publish(
+    samples: dict[str, dict[str, list[Sample]]],
+    info: dict[str, str],
+    settings: Settings,
+    elapsed: float,
+    write: bool = True,
+) -> None:
+    """Print the target lines; write latest.md, latest.png and latest.json."""
     summary = {
         scenario: {server: summarise(runs) for server, runs in by_server.items()}
         for scenario, by_server in samples.items()
     }
     checks = report.check_targets(summary)
-    print(f"bench: done in {elapsed / 60:.1f} min")
     for check in checks:
         print(check.line())
-    if not args.no_write:
-        RESULTS_DIR.mkdir(exist_ok=True)
-        write_report(summary, checks, info, settings, elapsed)
-        report.draw_chart(
-            summary,
-            str(RESULTS_DIR / "latest.png"),
-            f"{settings.mode} run, {info['date']}, {info['cpu']} ({info['cores']} cores), "
-            f"Python {info['python']}",
-        )
-        raw = {s: {k: [dataclasses.asdict(x) for x in v] for k, v in by.items()}
-               for s, by in samples.items()}  # fmt: skip
-        (RESULTS_DIR / "latest.json").write_text(
-            json.dumps({"machine": info, "mode": settings.mode, "samples": raw}, indent=1)
-        )
-        print(f"wrote {RESULTS_DIR / 'latest.md'} and latest.png")
+    if not write:
+        return
+    RESULTS_DIR.mkdir(exist_ok=True)
+    write_report(summary, checks, info, settings, elapsed)
+    mode = "full run" if settings.mode == "full" else "QUICK run (noisy placeholder)"
+    report.draw_chart(
+        summary,
+        str(RESULTS_DIR / "latest.png"),
+        f"{mode}, {info['date']}, {info['cpu']} ({info['cores']} cores), Python {info['python']}",
+    )
+    raw = {s: {k: [dataclasses.asdict(x) for x in v] for k, v in by.items()}
+           for s, by in samples.items()}  # fmt: skip
+    document = {"machine": info, "settings": dataclasses.asdict(settings), "elapsed": elapsed}
+    (RESULTS_DIR / "latest.json").write_text(json.dumps({**document, "samples": raw}, indent=1))
+    print(f"wrote {RESULTS_DIR / 'latest.md'}, latest.png and latest.json")
+
+
+def render_again() -> None:
+    """Rebuild latest.md and latest.png from latest.json (after a change to the report)."""
+    document = json.loads((RESULTS_DIR / "latest.json").read_text())
+    samples = {
+        scenario: {server: [Sample(**x) for x in runs] for server, runs in by_server.items()}
+        for scenario, by_server in document["samples"].items()
+    }
+    publish(samples, document["machine"], Settings(**document["settings"]), document["elapsed"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one short round (< 3 min)")
+    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--no-write", action="store_true", help="don't write results/")
+    parser.add_argument(
+        "--render", action="store_true", help="only rebuild latest.md/.png from latest.json"
+    )
+    args = parser.parse_args(argv)
+    if args.render:
+        render_again()
+        return 0
+    settings = QUICK if args.quick else FULL
+    ensure_tools()
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    clients.raise_open_file_limit(settings.idle_connections * 2 + 4096)
+    scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    info = machine_info()
+    print(f"bench: {settings.mode} mode on {info['cpu']}, Python {info['python']}", flush=True)
+    started = time.monotonic()
+    samples = collect(settings, scenarios)
+    elapsed = time.monotonic() - started
+    print(f"bench: done in {elapsed / 60:.1f} min")
+    publish(samples, info, settings, elapsed, write=not args.no_write)
     return 0
 
 
