@@ -39,6 +39,23 @@ class HTTPScope(TypedDict):
     extensions: dict[str, Any]
 
 
+class WebSocketScope(TypedDict):
+    type: Literal["websocket"]
+    asgi: ASGIVersions
+    http_version: str
+    scheme: str
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    root_path: str
+    headers: list[tuple[bytes, bytes]]
+    client: tuple[str, int] | None
+    server: tuple[str, int | None] | None
+    subprotocols: list[str]
+    state: dict[str, Any]
+    extensions: dict[str, Any]
+
+
 class LifespanScope(TypedDict):
     type: Literal["lifespan"]
     asgi: ASGIVersions
@@ -113,13 +130,26 @@ def status_line(status: int) -> bytes:
     return line if line is not None else _status_line(status)
 
 
-def plain_response(status: int, *, close: bool = True) -> bytes:
-    """A short, fixed HTTP/1.1 error response: the status line and its phrase as body."""
-    body = HTTPStatus(status).phrase.encode("ascii") + b"\n"
+def plain_response_body(status: int) -> bytes:
+    """The body of a short, fixed error response: the status's reason phrase."""
+    return HTTPStatus(status).phrase.encode("ascii") + b"\n"
+
+
+PLAIN_RESPONSE_CONTENT_TYPE = b"text/plain; charset=utf-8"
+
+
+def plain_response(status: int, *, close: bool = True, extra_headers: bytes = b"") -> bytes:
+    """A short, fixed HTTP/1.1 error response: the status line and its phrase as body.
+
+    ``extra_headers`` are serialised header lines the status calls for (``426`` names the
+    protocol versions to upgrade to, for instance).
+    """
+    body = plain_response_body(status)
     return b"".join(
         (
             status_line(status),
-            b"content-type: text/plain; charset=utf-8\r\n",
+            extra_headers,
+            b"content-type: %b\r\n" % PLAIN_RESPONSE_CONTENT_TYPE,
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n" if close else b"\r\n",
             body,
@@ -130,3 +160,29 @@ def plain_response(status: int, *, close: bool = True) -> bytes:
 def encode_headers(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Serialise header pairs as ``name: value\\r\\n`` lines, in one join."""
     return b"".join([b"%s: %s\r\n" % pair for pair in headers])
+
+
+# ASGI spec 2.4: the denial response extension lets a websocket app answer with its own
+# HTTP response instead of accepting.
+WEBSOCKET_DENIAL_EXTENSION = "websocket.http.response"
+
+
+def websocket_scope(http_scope: Scope) -> Scope:
+    """The ASGI websocket scope of an upgrade request, from the request's HTTP scope.
+
+    Subprotocols are the comma-separated tokens of every ``Sec-WebSocket-Protocol`` field
+    (RFC 6455 §4.2.1 item 8), decoded as Latin-1 so that no byte can make decoding fail.
+    """
+    subprotocols = [
+        token.strip()
+        for name, value in http_scope["headers"]
+        if name == b"sec-websocket-protocol"
+        for token in value.decode("latin-1").split(",")
+        if token.strip()
+    ]
+    scope = {key: value for key, value in http_scope.items() if key != "method"}
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if http_scope["scheme"] in ("https", "wss") else "ws"
+    scope["subprotocols"] = subprotocols
+    scope["extensions"] = {**http_scope["extensions"], WEBSOCKET_DENIAL_EXTENSION: {}}
+    return scope

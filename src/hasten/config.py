@@ -17,6 +17,7 @@ from hasten.proxy import TrustedProxies
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
 HTTPMode = Literal["auto", "h1", "h2"]
+WebSocketMode = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 LOG_LEVELS: dict[str, int] = {
@@ -108,6 +109,43 @@ class Config:
     )
     timeout_graceful_shutdown: float | None = setting(
         None, "On shutdown, wait at most this many seconds for requests to finish."
+    )
+    limit_request_line: int = setting(
+        8190, "HTTP/1.1: longest request target, in bytes; a longer one gets 414."
+    )
+    limit_request_fields: int = setting(
+        100, "HTTP/1.1: most header fields in a request; more get 431."
+    )
+    limit_request_field_size: int = setting(
+        8190, "HTTP/1.1: largest header field (name and value), in bytes; larger gets 431."
+    )
+    limit_request_headers_size: int = setting(
+        65536, "HTTP/1.1: largest request head (target and all fields), in bytes; larger gets 431."
+    )
+    limit_request_body: int | None = setting(
+        None,
+        "Largest request body, in bytes (none: unlimited); a larger Content-Length gets 413 "
+        "before the body is read, a chunked body 413 once it grows past it.",
+    )
+    limit_pipelined_requests: int = setting(
+        128,
+        "HTTP/1.1: requests a client may pipeline ahead of the one being answered; more get "
+        "429 and the connection closes.",
+    )
+    limit_write_buffer: int = setting(
+        65536,
+        "Response bytes buffered for a slow client before the app's send() waits (the "
+        "write high-water mark).",
+    )
+    timeout_request_header: float = setting(
+        30.0,
+        "HTTP/1.1: answer 408 and close when a request head is not complete this many seconds "
+        "after it began (slowloris); the clock is not reset by each byte.",
+    )
+    timeout_request_body: float = setting(
+        60.0,
+        "HTTP/1.1: answer 408 (or close) when a request body the server is reading makes no "
+        "progress for this many seconds.",
     )
     proxy_headers: bool = setting(
         False,
@@ -222,6 +260,31 @@ class Config:
         "HTTP/2: reset a stream whose request body the app waits for, or whose response waits "
         "for flow-control window, with no progress for this many seconds.",
     )
+    ws: WebSocketMode = setting(
+        "auto",
+        "WebSocket support: auto or websockets (RFC 6455 on the websockets library), or none.",
+        choices=("auto", "none", "websockets"),
+    )
+    ws_max_size: int = setting(
+        16 * 1024 * 1024,
+        "WebSocket: largest incoming message, in bytes (after decompression); a larger one "
+        "closes the connection with 1009.",
+    )
+    ws_max_queue: int = setting(
+        32,
+        "WebSocket: incoming messages queued for the app before the socket stops being read.",
+    )
+    ws_ping_interval: float | None = setting(
+        20.0, "WebSocket: send a ping every this many seconds (none: never)."
+    )
+    ws_ping_timeout: float | None = setting(
+        20.0,
+        "WebSocket: close the connection when a ping gets no pong, or the peer does not answer "
+        "a close frame, within this many seconds (none: wait forever).",
+    )
+    ws_per_message_deflate: bool = setting(
+        True, "WebSocket: offer permessage-deflate compression (RFC 7692).", flag=True
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -243,6 +306,7 @@ class Config:
             raise ValueError(f"limit_concurrency={self.limit_concurrency} must be positive")
         if self.timeout_keep_alive < 0:
             raise ValueError("timeout_keep_alive must be >= 0")
+        self._validate_request_limits()
         if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
             raise ValueError("timeout_graceful_shutdown must be >= 0")
         for name in ("workers", "limit_max_requests"):
@@ -272,6 +336,23 @@ class Config:
                 f"root_path={self.root_path!r} must start with '/' and not end with '/'"
             )
         self._validate_tls_and_http2()
+        self._validate_websocket()
+
+    def _validate_request_limits(self) -> None:
+        for name in (
+            "limit_request_line",
+            "limit_request_fields",
+            "limit_request_field_size",
+            "limit_request_headers_size",
+            "limit_request_body",
+            "limit_pipelined_requests",
+            "limit_write_buffer",
+            "timeout_request_header",
+            "timeout_request_body",
+        ):
+            number = getattr(self, name)
+            if number is not None and number <= 0:
+                raise ValueError(f"{name}={number} is not allowed; use a positive number")
 
     def _validate_tls_and_http2(self) -> None:
         if self.ssl_cert_reqs not in (0, 1, 2):
@@ -292,6 +373,14 @@ class Config:
                 raise ValueError(f"{name} must be positive")
         if self.h2_timeout_stalled_stream <= 0:
             raise ValueError("h2_timeout_stalled_stream must be > 0")
+
+    def _validate_websocket(self) -> None:
+        if self.ws_max_size < 1 or self.ws_max_queue < 1:
+            raise ValueError("ws_max_size and ws_max_queue must be positive")
+        for name in ("ws_ping_interval", "ws_ping_timeout"):
+            number = getattr(self, name)
+            if number is not None and number <= 0:
+                raise ValueError(f"{name}={number} is not allowed; use a positive number")
 
     @property
     def log_level_number(self) -> int:

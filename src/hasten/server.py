@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import socket
@@ -17,8 +16,10 @@ from hasten.config import Config
 from hasten.importer import load_app
 from hasten.lifespan import Lifespan
 from hasten.logs import error_logger
-from hasten.protocols.http1 import H1Connection
+from hasten.protocols.http2 import connection_factory
+from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
 from hasten.state import ServerState
+from hasten.tls import create_ssl_context
 
 STARTUP_FAILURE = 3
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -65,7 +66,8 @@ def describe_socket(sock: socket.socket, config: Config) -> str:
     host, port = address[0], address[1]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    scheme = "https" if config.ssl_certfile else "http"
+    return f"{scheme}://{host}:{port}"
 
 
 class Server:
@@ -168,7 +170,9 @@ class Server:
     ) -> None:
         config = self.config
         loop = state.loop
-        protocol_factory = functools.partial(H1Connection, state)
+        protocol_factory = connection_factory(state, config, create_ssl_context(config))
+        if config.ws != "none":
+            state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, config)
         if sockets:
             adopted = list(sockets)
         else:
