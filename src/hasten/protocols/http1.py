@@ -38,10 +38,22 @@ from hasten.protocols.flow import (
     READ_HIGH_WATER,
     FlowControl,
 )
+from hasten.protocols.h1_checks import (
+    absolute_form_authority,
+    check_fields,
+    check_request_target,
+    field_limit_error,
+)
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
+from hasten.tls import tls_scope_extension
 
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# llhttp's error once it has read a whole, valid HTTP/2 preface (HPE_PAUSED_H2_UPGRADE).
+_PAUSED_AT_HTTP2_PREFACE = "Pause on PRI/Upgrade"
+# llhttp's error for a well-formed version other than 0.9, 1.0, 1.1 and 2.0 (HTTP/1.2, 9.9).
+_UNSUPPORTED_VERSION = "Invalid HTTP version"
 _LAST_CHUNK = b"0\r\n\r\n"
 # Bodies up to this size are copied next to the response head and sent in one write;
 # larger ones go out with writelines() so they are not copied.
@@ -63,6 +75,7 @@ class RequestCycle:
         "body_size",
         "bytes_left",
         "chunked",
+        "client_eof",
         "close_after",
         "conn",
         "declared_length",
@@ -92,6 +105,7 @@ class RequestCycle:
         self.body_complete = False
         self.final_body_delivered = False
         self.disconnected = False
+        self.client_eof = False
         self.expect_continue = False
         self.waiter: asyncio.Future[None] | None = None
         self.response_started = False
@@ -166,7 +180,7 @@ class RequestCycle:
                 self.conn.transport.write(CONTINUE_RESPONSE)
         if self.final_body_delivered:
             # The whole body was handed over; what is left to say is the disconnect.
-            while not (self.disconnected or self.response_complete):
+            while not (self.disconnected or self.response_complete or self.client_eof):
                 await self._wait()
             return {"type": "http.disconnect"}
         while not (self.body or self.body_complete or self.disconnected):
@@ -379,6 +393,11 @@ class RequestCycle:
         self.body_complete = True
         self._wake()
 
+    def client_finished_sending(self) -> None:
+        """The client shut down its side: it may still read the response, or be gone."""
+        self.client_eof = True
+        self._wake()
+
     def client_gone(self) -> None:
         self.disconnected = True
         self._wake()
@@ -404,22 +423,31 @@ class H1Connection(asyncio.Protocol):
     """
 
     __slots__ = (
+        "body_budget",
         "body_cycle",
         "client",
         "closing",
         "cycle",
         "flow",
+        "head_bytes",
+        "head_size",
+        "head_started",
         "headers",
         "idle_since",
         "in_eager_start",
+        "limits",
         "parser",
         "pending_error",
         "pipeline",
         "priming_parser",
+        "reading_head",
+        "received",
         "scheme",
         "scope_base",
         "server",
+        "stalled_since",
         "state",
+        "tls_extension",
         "transport",
         "url",
     )
@@ -436,6 +464,16 @@ class H1Connection(asyncio.Protocol):
         self.priming_parser = False
         self.pending_error = 0
         self.idle_since = 0.0
+        self.limits = state.request_limits
+        # Request-head bookkeeping for the limits and the slowloris timeout: bytes read while
+        # a head was incomplete, bytes of its parsed fields, and when a tick first saw it.
+        self.reading_head = False
+        self.head_bytes = 0
+        self.head_size = 0
+        self.head_started = 0.0
+        self.body_budget: int | None = None
+        self.received = False
+        self.stalled_since = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -443,6 +481,7 @@ class H1Connection(asyncio.Protocol):
         # uvloop's transports don't subclass asyncio.Transport, so no isinstance() here.
         self.transport = transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(transport)
+        transport.set_write_buffer_limits(high=self.state.limit_write_buffer)
         self.parser = httptools.HttpRequestParser(self)
         # Addresses are looked up once per connection, not once per request.
         self.client = _ip_address(transport.get_extra_info("peername"))
@@ -452,7 +491,9 @@ class H1Connection(asyncio.Protocol):
             self.server: tuple[str, int | None] | None = (sockname, None)
         else:
             self.server = _ip_address(sockname)
-        self.scheme = "https" if transport.get_extra_info("sslcontext") else "http"
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.scheme = "https" if ssl_object is not None else "http"
+        self.tls_extension = None if ssl_object is None else tls_scope_extension(ssl_object)
         self.scope_base = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -479,7 +520,12 @@ class H1Connection(asyncio.Protocol):
             return False
         if self.cycle is not None or self.pipeline:
             # Half-close after a complete request: answer it, then close (RFC 9112 §9.6).
+            # An app waiting for more than the body learns that nothing more will come.
             self.closing = True
+            if self.cycle is not None:
+                self.cycle.client_finished_sending()
+            for queued in self.pipeline:
+                queued.client_finished_sending()
             return True
         return False
 
@@ -491,7 +537,15 @@ class H1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.idle_since = 0.0
+        self.received = True
+        if self.reading_head:
+            self.head_bytes += len(data)
         self._parse(data)
+        if self.reading_head and self.head_bytes > self.limits.max_head_size:
+            # httptools buffers an unfinished field whole: bound the head before it is parsed.
+            self.reading_head = False
+            error_logger.debug("Refused request: head larger than its limit")
+            self.reject(431)
         if self.cycle is None and (self.pipeline or self.pending_error):
             self._start_next()
 
@@ -501,27 +555,77 @@ class H1Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade_requested(data[upgrade.args[0] :])
         except httptools.HttpParserError as exc:
+            if self._switched_to_http2(exc, data):
+                return
             cause = exc.__context__
             if isinstance(cause, HTTPRequestError):
                 error_logger.debug("Refused request: %s", cause.reason)
                 self.reject(cause.status)
             else:
                 error_logger.debug("Malformed HTTP request: %s", exc)
-                self.reject(400)
+                # RFC 9110 §15.6.6: a well-formed version the server does not speak gets 505.
+                self.reject(505 if str(exc) == _UNSUPPORTED_VERSION else 400)
+
+    def _switched_to_http2(self, exc: httptools.HttpParserError, data: bytes) -> bool:
+        """HTTP/2 with prior knowledge (RFC 9113 §3.3): llhttp stops with an error at the
+        end of the connection preface; if it opened the connection, HTTP/2 takes over."""
+        handler = self.state.http2_preface_handler
+        if handler is None or self.cycle is not None or self.pipeline:
+            return False
+        if str(exc) != _PAUSED_AT_HTTP2_PREFACE:
+            return False
+        # This chunk starts with the rest of the preface (all of it, unless the preface
+        # was split across reads); the parser stopped right after it.
+        for split in range(len(HTTP2_PREFACE)):
+            tail = HTTP2_PREFACE[split:]
+            if data.startswith(tail):
+                self.hand_over()
+                handler(self.transport, data[len(tail) :])
+                return True
+        return False
+
+    def hand_over(self) -> None:
+        """Give the connection up to another protocol, which now owns the transport."""
+        self.state.connections.discard(self)
+        self.closing = True
+        self.pipeline.clear()
+        self.body_cycle = None
 
     # -- parser callbacks (httptools) -------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
+        self.reading_head = True
+        self.head_bytes = 0
+        self.head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        if len(self.url) > self.limits.max_request_line:
+            # RFC 9112 §3: a target longer than the server parses gets 414.
+            raise HTTPRequestError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        if self.body_cycle is not None:
+            # A trailer field: never merged into the request's header fields (RFC 9110
+            # §6.5.1), where it could change framing, Host or credentials.
+            return
+        headers = self.headers
+        headers.append((name.lower(), value))
+        field_size = len(name) + len(value)
+        self.head_size += field_size
+        limits = self.limits
+        if (
+            len(headers) > limits.max_fields
+            or field_size > limits.max_field_size
+            or self.head_size > limits.max_head_size
+        ):
+            raise field_limit_error(len(headers), field_size, limits)
 
     def on_headers_complete(self) -> None:
+        self.reading_head = False
+        self.head_started = 0.0
         if self.priming_parser:
             return
         parser = self.parser
@@ -536,6 +640,7 @@ class H1Connection(asyncio.Protocol):
                 raise HTTPRequestError(505, f"HTTP/{http_version} is not supported")
             raise HTTPRequestError(400, f"HTTP/{http_version} is not supported")
         url = self.url
+        check_request_target(method, url)
         if url[:1] == b"/":
             raw_path, _, query_string = url.partition(b"?")
         else:
@@ -549,6 +654,12 @@ class H1Connection(asyncio.Protocol):
         state = self.state
         root_path = state.root_path
         headers = self.headers
+        check_fields(
+            headers,
+            http_version,
+            self.limits,
+            None if url[:1] == b"/" else absolute_form_authority(url),
+        )
         scope = {
             **self.scope_base,
             "http_version": http_version,
@@ -558,7 +669,7 @@ class H1Connection(asyncio.Protocol):
             "query_string": query_string,
             "headers": headers,
             "state": state.lifespan_state.copy(),
-            "extensions": {},
+            "extensions": {} if self.tls_extension is None else {"tls": self.tls_extension},
         }
         if state.trusted_proxies is not None:
             scope["client"], scope["scheme"] = apply_proxy_headers(
@@ -569,6 +680,11 @@ class H1Connection(asyncio.Protocol):
             if name == b"expect" and value.lower() == b"100-continue":
                 # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
                 cycle.expect_continue = http_version == "1.1"
+        if len(self.pipeline) >= self.limits.max_pipelined:
+            # Each queued request holds its scope: bound what a pipelining client can make
+            # the server buffer ahead of the app.
+            raise HTTPRequestError(429, "too many pipelined requests")
+        self.body_budget = self.limits.max_body_size
         self.body_cycle = cycle
         if self.cycle is not None or self.pipeline:
             # Pipelined behind a request still being answered: stop reading until it's done.
@@ -576,6 +692,13 @@ class H1Connection(asyncio.Protocol):
         self.pipeline.append(cycle)
 
     def on_body(self, body: bytes) -> None:
+        budget = self.body_budget
+        if budget is not None:
+            # Content-Length was checked before the body; this bounds a chunked one.
+            budget -= len(body)
+            if budget < 0:
+                raise HTTPRequestError(413, "request body too large")
+            self.body_budget = budget
         body_cycle = self.body_cycle
         if body_cycle is not None:
             body_cycle.feed_body(body)
@@ -720,8 +843,36 @@ class H1Connection(asyncio.Protocol):
             self.close_transport()
 
     def close_if_idle_since_before(self, deadline: float) -> None:
+        """The server's periodic tick: close a keep-alive connection idle since before
+        ``deadline``, and refuse a client too slow sending its request."""
         if self.idle_since and self.idle_since <= deadline and self.cycle is None:
             self.close_transport()
+        elif self.reading_head or self.body_cycle is not None:
+            self._enforce_read_timeouts()
+
+    def _enforce_read_timeouts(self) -> None:
+        if self.transport.is_closing() or not self.transport.is_reading():
+            # Reading is paused because the app is behind, not the client.
+            self.stalled_since = 0.0
+            return
+        now = self.state.loop.time()
+        if self.reading_head:
+            # Slowloris (RFC 9112 §9.5 leaves the timeout to the server): the head has a
+            # deadline counted from the first tick that saw it, never extended by a byte.
+            if not self.head_started:
+                self.head_started = now
+            elif now - self.head_started >= self.state.timeout_request_header:
+                self.reading_head = False
+                error_logger.debug("Request head not received in time; answering 408.")
+                self.reject(408)
+            return
+        # A body that stalls; the clock restarts whenever bytes arrive.
+        if self.received or not self.stalled_since:
+            self.received = False
+            self.stalled_since = now
+        elif now - self.stalled_since >= self.state.timeout_request_body:
+            error_logger.debug("Request body stalled; answering 408.")
+            self.reject(408)
 
 
 def _ip_address(address: Any) -> tuple[str, int] | None:
