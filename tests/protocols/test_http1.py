@@ -335,6 +335,31 @@ def test_no_body_statuses_write_no_body(status: int) -> None:
         assert client.read_response().status == status
 
 
+def test_304_with_content_length_keeps_the_header_and_the_connection() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"100"), (b"etag", b'"v1"')]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(app, lifespan="off") as server, server.connect() as client:
+        client.send(request() + request())
+        first = client.read_response()
+        assert first.status == 304
+        assert first.header("content-length") == "100"
+        assert first.header("connection") is None
+        assert client.read_response().status == 304
+        assert not client.is_closed(timeout=0.1)
+
+
+def test_asterisk_form_options_request_reaches_the_app() -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert client.read_response().status == 200
+    assert seen[0]["method"] == "OPTIONS"
+    assert seen[0]["path"] == "*"
+
+
 # -- Connection: close ---------------------------------------------------------------------
 
 
@@ -456,6 +481,16 @@ def test_unsupported_upgrade_is_answered_as_plain_http() -> None:
         assert client.read_response().status == 200
     assert seen[0]["headers"][-1] == (b"upgrade", b"foo")
     assert seen[1]["path"] == "/after"
+
+
+def test_unsupported_upgrade_followed_by_a_pipelined_request() -> None:
+    with run_server(echo_path) as server, server.connect() as client:
+        client.send(
+            request(path="/up", headers={"Connection": "Upgrade", "Upgrade": "foo"})
+            + request(path="/next")
+        )
+        assert client.read_response().body == b"/up"
+        assert client.read_response().body == b"/next"
 
 
 def test_h2c_upgrade_without_body_is_answered_as_http11() -> None:

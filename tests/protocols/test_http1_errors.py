@@ -187,16 +187,41 @@ def test_invalid_app_message_raises_runtime_error_into_the_app(case: str) -> Non
 
     with captured("hasten.error"), run_server(app_with(misbehave)) as server:
         with server.connect() as client:
-            client.send(request())
+            client.send(request(headers={"Connection": "close"}))
             data = client.read_all()
         assert_still_serving(server)
     assert len(raised) == 1, raised
     assert expected.lower() in str(raised[0]).lower()
     for forbidden in (b"X: 2", b"x-b", b"\x00", b"BADBODY", b"abc"):
         assert forbidden not in data
-    # Either a clean 500, or (once a response was under way) nothing more than it.
-    if not data.startswith(b"HTTP/1.1 500 "):
-        assert case in {"message_after_response", "body_longer_than_content_length"}
+    # A clean 500, or (once a response was complete) nothing more than it.
+    if case == "message_after_response":
+        assert data.endswith(b"\r\n\r\nx")
+    else:
+        assert data.startswith(b"HTTP/1.1 500 ")
+
+
+def test_exception_after_a_complete_response_keeps_the_connection() -> None:
+    async def fail_late(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/slow":
+            await asyncio.sleep(0.05)
+        await send(START)
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+        if scope["path"] == "/first":
+            raise ValueError("after the response")
+
+    with (
+        captured("hasten.error") as log,
+        run_server(fail_late) as server,
+        server.connect() as client,
+    ):
+        client.send(request(path="/first") + request(path="/slow"))
+        assert client.read_response().body == b"/first"
+        assert client.read_response().body == b"/slow"
+        assert not client.is_closed(timeout=0.1)
+    assert len([r for r in log.records if r.exc_info]) == 1
 
 
 def test_message_after_response_does_not_reach_the_wire() -> None:

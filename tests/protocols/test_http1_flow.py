@@ -238,14 +238,17 @@ def test_limit_concurrency_answers_503_beyond_the_limit() -> None:
     with captured("hasten.error"), run_server(app, limit_concurrency=1) as server:
         state = server.server.state
         assert state is not None
-        with server.connect() as first, server.connect() as second:
+        with server.connect() as first:
             first.send(request(path="/hold"))
             wait_for(lambda: state.tasks)
+            second = server.connect()
             started = time.monotonic()
             second.send(request())
             response = second.read_response()
             assert response.status == 503
             assert time.monotonic() - started < 1
+            assert second.is_closed()
+            second.close()
             release.set()
             assert first.read_response().status == 200
         wait_for(lambda: not state.connections)

@@ -151,6 +151,10 @@ class RequestCycle:
             error_logger.debug("Client disconnected while the app was responding.")
             return
         error_logger.error("Exception in ASGI application", exc_info=exc)
+        if self.response_complete:
+            # The client has its whole response, and the connection may already be
+            # serving the next request: nothing to undo.
+            return
         if not self.response_started or (self.head_pending and not self.response_complete):
             self.response_started = True
             self.send_error_response(500)
@@ -327,14 +331,15 @@ class RequestCycle:
         return b"".join(parts)
 
     def _write_body(self, body: bytes, more_body: bool) -> None:
-        head = self._finish_head(None if more_body else body) if self.head_pending else b""
         writes_body = not (self.is_head or self.status in _NO_BODY_STATUSES)
+        if writes_body and body and self.declared_length is not None:
+            # Checked before the head is committed, so the app's error can become a 500.
+            left = self.declared_length if self.head_pending else self.bytes_left
+            if len(body) > left:
+                raise RuntimeError("Response content is longer than its Content-Length.")
+        head = self._finish_head(None if more_body else body) if self.head_pending else b""
         if writes_body and body:
             if self.declared_length is not None:
-                if len(body) > self.bytes_left:
-                    if head:
-                        self.conn.transport.write(head)
-                    raise RuntimeError("Response content is longer than its Content-Length.")
                 self.bytes_left -= len(body)
             elif self.chunked:
                 body = b"%x\r\n%b\r\n" % (len(body), body)
@@ -359,7 +364,11 @@ class RequestCycle:
         self._wake()
         if self.conn.state.access_log:
             self._log_access()
-        if self.declared_length is not None and self.bytes_left and not self.is_head:
+        if (
+            self.bytes_left
+            and self.declared_length is not None
+            and not (self.is_head or self.status in _NO_BODY_STATUSES)
+        ):
             error_logger.error(
                 "Response content is shorter than its Content-Length; closing the connection."
             )
