@@ -134,13 +134,15 @@ def test_env_file_does_not_override_variables_already_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text("HASTEN_TEST_KEPT=file\nHASTEN_TEST_NEW=file\n")
-    monkeypatch.setenv("HASTEN_TEST_KEPT", "process")
-    monkeypatch.delenv("HASTEN_TEST_NEW", raising=False)
+    env_file.write_text("ENV_FILE_TEST_KEPT=file\nENV_FILE_TEST_NEW=file\n")
+    monkeypatch.setenv("ENV_FILE_TEST_KEPT", "process")
+    # set, then deleted: monkeypatch restores (removes) it after the test
+    monkeypatch.setenv("ENV_FILE_TEST_NEW", "")
+    monkeypatch.delenv("ENV_FILE_TEST_NEW")
     apply_env_file(env_file)
 
-    assert os.environ["HASTEN_TEST_KEPT"] == "process"
-    assert os.environ["HASTEN_TEST_NEW"] == "file"
+    assert os.environ["ENV_FILE_TEST_KEPT"] == "process"
+    assert os.environ["ENV_FILE_TEST_NEW"] == "file"
 
 
 def test_settings_reference_in_docs_is_up_to_date() -> None:

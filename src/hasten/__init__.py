@@ -18,7 +18,7 @@ from typing import Any
 from hasten.asgi import ASGIApplication
 from hasten.config import Config
 from hasten.importer import AppLoadError
-from hasten.logs import configure_logging, error_logger
+from hasten.logs import error_logger
 from hasten.server import STARTUP_FAILURE, Server
 from hasten.sources import apply_env_file
 from hasten.supervisors import needs_supervisor, run_supervised
@@ -34,7 +34,7 @@ def run(app: ASGIApplication | str, **settings: Any) -> None:
     process with status 1 when the app cannot be loaded and 3 when it fails to start.
     """
     config = Config(app=app, **settings)
-    configure_logging(config.log_level_number)
+    config.configure_logging()
     if config.env_file is not None:
         apply_env_file(config.env_file)
     if needs_supervisor(config):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hasten.asgi import ASGIApplication
+from hasten.logs import AccessLogFormat, configure_logging
 from hasten.proxy import TrustedProxies
 
 LifespanMode = Literal["auto", "on", "off"]
@@ -19,6 +20,7 @@ LoopName = Literal["auto", "asyncio", "uvloop"]
 HTTPMode = Literal["auto", "h1", "h2"]
 WebSocketMode = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 
 LOG_LEVELS: dict[str, int] = {
     "critical": 50,
@@ -92,6 +94,23 @@ class Config:
     )
     log_level: LogLevel = setting("info", "Log level.", choices=tuple(LOG_LEVELS))
     access_log: bool = setting(True, "Log one line per response (hasten.access).", flag=True)
+    access_log_format: str | None = setting(
+        None,
+        "Access-log line template with {client} {method} {path} {query} {http_version} "
+        "{status} {bytes} {duration_ms} {request.NAME} {response.NAME} fields.",
+        metavar="TEMPLATE",
+    )
+    log_format: LogFormat = setting(
+        "text", "Log lines as text or as one JSON object per line.", choices=("text", "json")
+    )
+    log_config: str | None = setting(
+        None,
+        "Configure logging from this file: dictConfig as JSON or YAML, or an INI file.",
+        metavar="PATH",
+    )
+    use_colors: bool | None = setting(
+        None, "Colour log levels (default: only when logging to a terminal).", flag=True
+    )
     server_header: bool = setting(True, "Send a 'Server: hasten' header.", flag=True)
     date_header: bool = setting(True, "Send a 'Date' header.", flag=True)
     headers: list[str] = setting(
@@ -321,6 +340,8 @@ class Config:
                 raise ValueError(f"{name}={number} is not allowed; use a positive number")
         if self.reload_delay < 0:
             raise ValueError("reload_delay must be >= 0")
+        if self.access_log_format is not None:
+            AccessLogFormat(self.access_log_format)  # raises ValueError naming a bad field
         try:
             TrustedProxies(self.forwarded_allow_ips)
         except ValueError as exc:
@@ -381,6 +402,16 @@ class Config:
             number = getattr(self, name)
             if number is not None and number <= 0:
                 raise ValueError(f"{name}={number} is not allowed; use a positive number")
+
+    def configure_logging(self) -> None:
+        """Set up hasten's loggers as the logging settings ask."""
+        configure_logging(
+            self.log_level_number,
+            log_format=self.log_format,
+            use_colors=self.use_colors,
+            access_log_format=self.access_log_format,
+            log_config=self.log_config,
+        )
 
     @property
     def log_level_number(self) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import watchfiles
 
 from hasten.config import Config
-from hasten.logs import configure_logging, error_logger
+from hasten.logs import error_logger
 from hasten.server import bind_socket
 from hasten.supervisors import needs_supervisor
 from hasten.supervisors.child import run_worker
@@ -74,7 +74,7 @@ def child_main() -> None:
     """Entry point of a reloaded server process: settings and socket fds come on argv."""
     payload: dict[str, Any] = json.loads(sys.argv[1])
     config = Config(**payload["settings"])
-    configure_logging(config.log_level_number)
+    config.configure_logging()
     sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
     if needs_supervisor(config):
         sys.exit(WorkerSupervisor(config, sockets).run())
