@@ -1,0 +1,400 @@
+"""One HTTP/1.1 request and its response: the ``receive`` and ``send`` an app is given.
+
+``RequestCycle`` turns the parser's body events into ``http.request`` messages (with read
+backpressure), validates the app's response messages and serialises them: the head is held
+back until the first body message so that a small response leaves in one
+``transport.write``, and the framing (Content-Length, chunked, or close-delimited for
+HTTP/1.0) is decided then. ``H1Connection`` in ``http1.py`` owns the parser and the order
+in which cycles run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from hasten.asgi import (
+    ClientDisconnected,
+    Message,
+    check_response_header,
+    check_response_status,
+    plain_response,
+    status_line,
+)
+from hasten.logs import error_logger, log_access
+from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
+
+if TYPE_CHECKING:
+    from hasten.protocols.http1 import H1Connection
+
+CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+# Bodies up to this size are copied next to the response head and sent in one write;
+# larger ones go out with writelines() so they are not copied.
+_COALESCE_LIMIT = 64 * 1024
+_CONTENT_LENGTH_VALUE = re.compile(rb"[0-9]{1,18}").fullmatch
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class RequestCycle:
+    """One request and its response: the ``receive`` and ``send`` the app is given.
+
+    The response head is held back until the first body message (or until the app
+    suspends) so that a small response leaves in a single ``transport.write``.
+    """
+
+    __slots__ = (
+        "body",
+        "body_complete",
+        "body_size",
+        "bytes_left",
+        "chunked",
+        "client_eof",
+        "close_after",
+        "conn",
+        "declared_length",
+        "disconnected",
+        "expect_continue",
+        "final_body_delivered",
+        "head_parts",
+        "head_pending",
+        "is_head",
+        "keep_alive",
+        "overridden_defaults",
+        "response_complete",
+        "response_started",
+        "scope",
+        "start_time",
+        "status",
+        "waiter",
+    )
+
+    def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.is_head = scope["method"] == "HEAD"
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.body_complete = False
+        self.final_body_delivered = False
+        self.disconnected = False
+        self.client_eof = False
+        self.expect_continue = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.response_started = False
+        self.response_complete = False
+        self.head_pending = False
+        self.head_parts: list[bytes] = []
+        self.overridden_defaults: set[bytes] | None = None
+        self.status = 0
+        self.declared_length: int | None = None
+        self.bytes_left = 0
+        self.chunked = False
+        self.close_after = False
+        self.start_time = 0.0
+
+    # -- app side ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the app for this request and turn whatever goes wrong into a clean answer."""
+        try:
+            result: object = await self.conn.state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+        except BaseException as exc:
+            self._app_failed(exc)
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            return
+        if result is not None:
+            error_logger.error("ASGI callable returned a non-None value: %r", result)
+        if not self.response_started:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without starting a response.")
+                self.send_error_response(500)
+        elif not self.response_complete:
+            if not self.disconnected:
+                error_logger.error("ASGI callable returned without completing the response.")
+            self.conn.close_transport()
+
+    def _app_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            # Cancelled by the server (graceful-shutdown timeout or client gone).
+            self.conn.close_transport()
+            return
+        if self.disconnected and caused_by_disconnect(exc):
+            error_logger.debug("Client disconnected while the app was responding.")
+            return
+        error_logger.error("Exception in ASGI application", exc_info=exc)
+        if self.response_complete:
+            # The client has its whole response, and the connection may already be
+            # serving the next request: nothing to undo.
+            return
+        if not self.response_started or (self.head_pending and not self.response_complete):
+            self.response_started = True
+            self.send_error_response(500)
+        else:
+            self.conn.close_transport()
+
+    def send_error_response(self, status: int) -> None:
+        """Answer with a plain error response and close the connection."""
+        self.head_pending = False
+        self.response_started = True
+        self.response_complete = True
+        self.status = status
+        if not self.disconnected:
+            self.conn.transport.write(plain_response(status))
+        self._wake()
+        self.conn.close_transport()
+        if self.conn.state.access_log:
+            self._log_access()
+
+    async def receive(self) -> Message:
+        """The ASGI ``receive``: body chunks as they arrive, then ``http.disconnect``."""
+        if self.expect_continue:
+            self.expect_continue = False
+            # RFC 9110 §10.1.1: no 100 once the response started, nor for a body that is
+            # already arriving (the client did not wait for it).
+            if not (self.response_started or self.disconnected or self.body or self.body_complete):
+                self.conn.transport.write(CONTINUE_RESPONSE)
+        if self.final_body_delivered:
+            # The whole body was handed over; what is left to say is the disconnect.
+            while not (self.disconnected or self.response_complete or self.client_eof):
+                await self._wait()
+            return {"type": "http.disconnect"}
+        while not (self.body or self.body_complete or self.disconnected):
+            await self._wait()
+        if self.disconnected or (self.response_complete and not self.body):
+            return {"type": "http.disconnect"}
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.body.clear()
+        self.body_size = 0
+        more_body = not self.body_complete
+        if more_body:
+            self.conn.flow.resume_reading(PAUSED_FOR_BODY)
+        else:
+            self.final_body_delivered = True
+        return {"type": "http.request", "body": body, "more_body": more_body}
+
+    async def _wait(self) -> None:
+        waiter = self.waiter = self.conn.state.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def send(self, message: Message) -> None:
+        """The ASGI ``send``: validate the message, then serialise it onto the transport."""
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        message_type = message["type"]
+        if not self.response_started:
+            if message_type != "http.response.start":
+                raise RuntimeError(
+                    f"Expected ASGI message 'http.response.start', but got {message_type!r}."
+                )
+            self._start_response(message)
+            return
+        if self.response_complete:
+            raise RuntimeError(f"Unexpected ASGI message {message_type!r} after the response.")
+        if message_type != "http.response.body":
+            raise RuntimeError(
+                f"Expected ASGI message 'http.response.body', but got {message_type!r}."
+            )
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if type(body) is not bytes:
+            if not isinstance(body, (bytes, bytearray, memoryview)):
+                raise RuntimeError(f"Response body must be bytes, got {type(body).__name__}.")
+            body = bytes(body)
+        self._write_body(body, more_body)
+        if self.conn.flow.write_paused:
+            await self.conn.flow.drain()
+
+    # -- serialisation ----------------------------------------------------------------------
+
+    def _start_response(self, message: Message) -> None:
+        self.status = status = check_response_status(message.get("status"))
+        headers = message.get("headers", ())
+        parts = [status_line(status), b""]  # [1] becomes the default header block
+        default_names = self.conn.state.default_header_names
+        close = not self.keep_alive or self.conn.closing
+        for header in headers:
+            try:
+                name, value = header
+            except (TypeError, ValueError):
+                raise RuntimeError(
+                    f"Response headers must be (name, value) pairs, got {header!r}"
+                ) from None
+            check_response_header(name, value)
+            lowered = name.lower()
+            if lowered == b"content-length":
+                if _CONTENT_LENGTH_VALUE(value) is None:
+                    raise RuntimeError(f"Invalid response Content-Length {value!r}")
+                if status in _NO_BODY_STATUSES and status != 304:
+                    continue
+                self.declared_length = int(value)
+            elif lowered == b"transfer-encoding":
+                # The server frames the body itself; the app's framing header is replaced.
+                continue
+            elif lowered == b"connection":
+                if b"close" in value.lower():
+                    close = True
+                continue
+            elif lowered in default_names:
+                if self.overridden_defaults is None:
+                    self.overridden_defaults = set()
+                self.overridden_defaults.add(lowered)
+            parts.append(b"%s: %s\r\n" % (name, value))
+        self.close_after = close
+        self.head_parts = parts
+        self.response_started = True
+        self.head_pending = True
+        if not self.conn.in_eager_start:
+            # The app may now wait a long time before its first body message; make sure
+            # the client sees the head soon.
+            self.conn.state.loop.call_soon(self.flush_pending_head)
+
+    def flush_pending_head(self) -> None:
+        """Send a held-back response head now, committing to a streamed body."""
+        if self.head_pending and not self.disconnected:
+            self.conn.transport.write(self._finish_head(None))
+
+    def _finish_head(self, whole_body: bytes | None) -> bytes:
+        """Decide the framing and return the serialised head.
+
+        ``whole_body`` is the complete body when it is known at this point (the first body
+        message was also the last), else ``None``.
+        """
+        self.head_pending = False
+        parts = self.head_parts
+        state = self.conn.state
+        if self.overridden_defaults:
+            parts[1] = state.default_headers_except(frozenset(self.overridden_defaults))
+        else:
+            parts[1] = state.default_headers
+        status = self.status
+        if self.declared_length is not None:
+            self.bytes_left = self.declared_length
+        elif status in _NO_BODY_STATUSES:
+            pass
+        elif whole_body is not None:
+            if whole_body or not self.is_head:
+                parts.append(b"content-length: %d\r\n" % len(whole_body))
+        elif self.scope["http_version"] == "1.1":
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n")
+        else:
+            # HTTP/1.0 knows no chunked coding: the end of the body is the end of the
+            # connection (RFC 9112 §6.3, item 8).
+            self.close_after = True
+        if not self.body_complete and (whole_body is not None or self.expect_continue):
+            # The response is complete (or the client still waits for 100 Continue) while
+            # the request body is unread: the connection will close, so say so.
+            self.close_after = True
+        if self.close_after:
+            parts.append(b"connection: close\r\n\r\n")
+        elif self.scope["http_version"] == "1.0":
+            parts.append(b"connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _write_body(self, body: bytes, more_body: bool) -> None:
+        writes_body = not (self.is_head or self.status in _NO_BODY_STATUSES)
+        if writes_body and body and self.declared_length is not None:
+            # Checked before the head is committed, so the app's error can become a 500.
+            left = self.declared_length if self.head_pending else self.bytes_left
+            if len(body) > left:
+                raise RuntimeError("Response content is longer than its Content-Length.")
+        head = self._finish_head(None if more_body else body) if self.head_pending else b""
+        if writes_body and body:
+            if self.declared_length is not None:
+                self.bytes_left -= len(body)
+            elif self.chunked:
+                body = b"%x\r\n%b\r\n" % (len(body), body)
+        else:
+            body = b""
+        if not more_body:
+            if self.chunked and writes_body:
+                body += _LAST_CHUNK
+            self.response_complete = True
+        transport = self.conn.transport
+        if head:
+            if len(body) <= _COALESCE_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
+        elif body:
+            transport.write(body)
+        if self.response_complete:
+            self._response_done()
+
+    def _response_done(self) -> None:
+        self._wake()
+        if self.conn.state.access_log:
+            self._log_access()
+        if (
+            self.bytes_left
+            and self.declared_length is not None
+            and not (self.is_head or self.status in _NO_BODY_STATUSES)
+        ):
+            error_logger.error(
+                "Response content is shorter than its Content-Length; closing the connection."
+            )
+            self.close_after = True
+        self.conn.response_finished(self)
+
+    def _log_access(self) -> None:
+        scope = self.scope
+        log_access(
+            scope["client"],
+            scope["method"],
+            scope["raw_path"],
+            scope["query_string"],
+            scope["http_version"],
+            self.status,
+            perf_counter() - self.start_time,
+        )
+
+    # -- connection side --------------------------------------------------------------------
+
+    def feed_body(self, chunk: bytes) -> None:
+        if self.response_complete:
+            return  # the app answered without reading; the connection will close
+        self.body.append(chunk)
+        self.body_size += len(chunk)
+        if self.body_size > READ_HIGH_WATER:
+            self.conn.flow.pause_reading(PAUSED_FOR_BODY)
+        self._wake()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self._wake()
+
+    def client_finished_sending(self) -> None:
+        """The client shut down its side: it may still read the response, or be gone."""
+        self.client_eof = True
+        self._wake()
+
+    def client_gone(self) -> None:
+        self.disconnected = True
+        self._wake()
+
+
+def caused_by_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` came, directly or through its causes, from sending to a gone client."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ClientDisconnected):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
