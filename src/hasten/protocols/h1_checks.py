@@ -1,0 +1,148 @@
+"""HTTP/1.1 request checks that llhttp leaves to the server: limits, Host, framing, targets.
+
+llhttp (through httptools) already enforces the request grammar: token methods and header
+names, field-value characters, CRLF line endings, chunk-size syntax, a single valid
+Content-Length, and Content-Length together with Transfer-Encoding. What it lets through,
+and what only the server can decide (limits), is checked here. Every function is pure and
+raises :class:`~hasten.asgi.HTTPRequestError` carrying the status to answer with; the
+connection turns that into the response and closes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hasten.asgi import HTTPRequestError
+from hasten.config import Config
+
+# RFC 9110 §7.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
+# in brackets or a reg-name (unreserved, pct-encoded, sub-delims). No userinfo, no path,
+# no whitespace.
+_is_valid_host = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?"
+).fullmatch
+_CHUNKED = b"chunked"
+_OWS = b" \t"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """The sizes an HTTP/1.1 request may reach, read from the settings once per server."""
+
+    max_request_line: int
+    max_fields: int
+    max_field_size: int
+    max_head_size: int
+    max_body_size: int | None
+    max_pipelined: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> RequestLimits:
+        return cls(
+            max_request_line=config.limit_request_line,
+            max_fields=config.limit_request_fields,
+            max_field_size=config.limit_request_field_size,
+            max_head_size=config.limit_request_headers_size,
+            max_body_size=config.limit_request_body,
+            max_pipelined=config.limit_pipelined_requests,
+        )
+
+
+def field_limit_error(count: int, field_size: int, limits: RequestLimits) -> HTTPRequestError:
+    """RFC 9110 §5.4 and RFC 6585 §5: the 431 for a head past one of its limits."""
+    if count > limits.max_fields:
+        return HTTPRequestError(431, f"more than {limits.max_fields} header fields")
+    if field_size > limits.max_field_size:
+        return HTTPRequestError(431, f"a header field is larger than {limits.max_field_size} bytes")
+    return HTTPRequestError(431, f"request head larger than {limits.max_head_size} bytes")
+
+
+def check_request_target(method: bytes, target: bytes) -> None:
+    """Request-target forms that llhttp accepts but the method or the grammar does not."""
+    if target == b"*":
+        # RFC 9112 §3.2.4: the asterisk-form is only for a server-wide OPTIONS.
+        if method != b"OPTIONS":
+            raise HTTPRequestError(400, "asterisk-form target outside OPTIONS")
+    elif b"#" in target:
+        # RFC 9112 §3.2: a fragment is never part of the request-target.
+        raise HTTPRequestError(400, "fragment in the request target")
+
+
+def absolute_form_authority(target: bytes) -> bytes | None:
+    """The ``host[:port]`` of an absolute-form target, ``None`` for any other form."""
+    if target[:1] == b"/" or target == b"*":
+        return None
+    _, separator, rest = target.partition(b"://")
+    if not separator:
+        return None
+    authority = rest
+    for end in (b"/", b"?"):
+        authority = authority.partition(end)[0]
+    return authority
+
+
+def check_fields(
+    headers: list[tuple[bytes, bytes]],
+    http_version: str,
+    limits: RequestLimits,
+    authority: bytes | None,
+) -> None:
+    """Host and framing rules over the (lower-cased) header fields of one request.
+
+    With an absolute-form target, ``authority`` is its ``host[:port]``: the Host field is
+    replaced by it in ``headers`` (RFC 9112 §3.2.2: the server MUST ignore the received Host
+    and use the target's authority), so routing by Host sees what the target says.
+    """
+    host_index = -1
+    hosts = 0
+    codings: list[bytes] | None = None
+    for index, (name, value) in enumerate(headers):
+        if name == b"host":
+            hosts += 1
+            host_index = index
+        elif name == b"transfer-encoding":
+            if codings is None:
+                codings = []
+            codings.extend(coding.strip(_OWS).lower() for coding in value.split(b","))
+        elif (
+            name == b"content-length"
+            and limits.max_body_size is not None
+            # llhttp has already checked that the value is 1*DIGIT (and OWS): int() is safe.
+            and int(value.strip(_OWS)) > limits.max_body_size
+        ):
+            raise HTTPRequestError(413, f"request body larger than {limits.max_body_size} bytes")
+    # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with more than one Host, or
+    # with an invalid Host value.
+    if hosts > 1:
+        raise HTTPRequestError(400, "more than one Host header field")
+    if hosts == 1:
+        if _is_valid_host(headers[host_index][1]) is None:
+            raise HTTPRequestError(400, "invalid Host header field")
+        if authority is not None:
+            # RFC 9110 §4.2.4: userinfo in the target is an error, like any invalid host.
+            if _is_valid_host(authority) is None:
+                raise HTTPRequestError(400, "invalid authority in the request target")
+            headers[host_index] = (b"host", authority)
+    elif http_version == "1.1":
+        raise HTTPRequestError(400, "HTTP/1.1 request without a Host header field")
+    if codings is not None:
+        check_transfer_codings(codings, http_version)
+
+
+def check_transfer_codings(codings: list[bytes], http_version: str) -> None:
+    """The request's transfer codings, in order, from every Transfer-Encoding line.
+
+    Only ``chunked`` is implemented, so only ``chunked`` alone is accepted.
+    """
+    if http_version == "1.0":
+        # RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+        raise HTTPRequestError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    if codings == [_CHUNKED]:
+        return
+    if b"" in codings or codings.count(_CHUNKED) > 1 or codings[-1] != _CHUNKED:
+        # RFC 9112 §6.3(4): unless chunked is applied once, and last, the body's length
+        # cannot be determined reliably (a smuggling vector): 400.
+        raise HTTPRequestError(400, "chunked is not the only, final transfer coding")
+    # RFC 9112 §6.1: a transfer coding the server does not implement SHOULD get 501.
+    raise HTTPRequestError(501, "unsupported transfer coding")
