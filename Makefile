@@ -33,9 +33,9 @@ pytest: $(VENV)/.dev-installed
 
 # The suite on every CPython >= 3.11 this machine has (on PATH or under pyenv). A pyenv shim
 # for a version that is installed but not selected exists on PATH and fails when run, so
-# every candidate is tried before it is used.
+# every candidate is tried before it is used. Every version runs; the failed ones are listed.
 test-all:
-	@set -e; found=0; \
+	@found=0; failed=""; \
 	for v in 3.11 3.12 3.13 3.14; do \
 	  py=""; \
 	  for candidate in $$(command -v python$$v) \
@@ -45,8 +45,10 @@ test-all:
 	  done; \
 	  [ -n "$$py" ] || continue; found=1; \
 	  echo "== CPython $$v ($$py)"; \
-	  $(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$v; \
-	done; [ $$found = 1 ]
+	  $(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$v || failed="$$failed $$v"; \
+	done; \
+	[ $$found = 1 ] || { echo "no CPython >= 3.11 found"; exit 1; }; \
+	[ -z "$$failed" ] || { echo "FAILED on CPython$$failed"; exit 1; }
 
 clean:
 	rm -rf .venv .venv-3.* .mypy_cache .pytest_cache .ruff_cache
