@@ -309,10 +309,12 @@ class WebSocketConnection(asyncio.Protocol):
                 message: Message = {"type": "websocket.receive", "text": "".join(parts)}
             else:
                 message = {"type": "websocket.receive", "bytes": b"".join(parts)}
-            self.incoming.append(message)
-            if len(self.incoming) >= self.settings.max_queue:
-                self.flow.pause_reading(PAUSED_FOR_BODY)
-            self._wake()
+            if self.disconnect is None:
+                # Once the app has been told the connection is over, nothing is queued.
+                self.incoming.append(message)
+                if len(self.incoming) >= self.settings.max_queue:
+                    self.flow.pause_reading(PAUSED_FOR_BODY)
+                self._wake()
         return True
 
     def _set_disconnect(self, code: int, reason: str) -> None:
@@ -377,9 +379,11 @@ class WebSocketConnection(asyncio.Protocol):
             result: object = await self.state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
         except BaseException as exc:
             self._app_failed(exc)
+            self._stop_queueing()
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
             return
+        self._stop_queueing()
         if result is not None:
             error_logger.error("ASGI callable returned a non-None value: %r", result)
         if self.phase == _HANDSHAKE:
@@ -391,6 +395,13 @@ class WebSocketConnection(asyncio.Protocol):
             self.transport.close()
         elif self.phase == _OPEN:
             self._close(CloseCode.NORMAL_CLOSURE)
+
+    def _stop_queueing(self) -> None:
+        """The app is done: what else arrives is not queued, and the peer is read again
+        so that its close frame is seen."""
+        self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
+        self.incoming.clear()
+        self.flow.resume_reading(PAUSED_FOR_BODY)
 
     def _app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -574,6 +585,8 @@ class WebSocketConnection(asyncio.Protocol):
             self.cycle.send_error_response(503)
         elif self.phase == _OPEN:
             self._close(CloseCode.GOING_AWAY)
+            # Read again even if the app's queue is full: the peer's answer must be seen.
+            self.flow.resume_reading(PAUSED_FOR_BODY)
         self._set_disconnect(CloseCode.GOING_AWAY, "")
 
     def abort(self) -> None:
