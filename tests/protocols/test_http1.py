@@ -295,12 +295,36 @@ def test_single_body_message_gets_a_content_length() -> None:
         assert response.header("transfer-encoding") is None
 
 
-def test_small_response_leaves_in_one_write() -> None:
-    with run_server(hello) as server, server.connect() as client:
+class WriteCounter:
+    """Stands in for a connection's transport and counts the writes made through it."""
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.transport.write(data)
+
+    def writelines(self, parts: Any) -> None:
+        self.writes.append(b"".join(parts))
+        self.transport.writelines(parts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_small_response_leaves_in_one_write(loop: str) -> None:
+    with run_server(hello, loop=loop) as server, server.connect() as client:
+        state = server.server.state
+        assert state is not None
+        conn = wait_for(lambda: list(state.connections))[0]
+        counter = conn.transport = WriteCounter(conn.transport)
         client.send(request())
-        client.sock.settimeout(5)
-        data = client.sock.recv(65536)
-        assert data.endswith(b"\r\n\r\nHello, world!")
+        assert client.read_response().body == b"Hello, world!"
+        assert len(counter.writes) == 1
+        assert counter.writes[0].endswith(b"\r\n\r\nHello, world!")
 
 
 def test_app_transfer_encoding_header_is_replaced_by_server_framing() -> None:
