@@ -57,7 +57,7 @@ clean:
 # The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
 BENCH_VENV ?= .venv-bench
 BENCH_PYTHON ?= $(PYTHON)
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: bench bench-tools bench-profile
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from bench.measure import Sample, median, parse_h2load, parse_wrk, ratio, summarise, to_ms
+from bench.run import rotated
+from bench.servers import GRANIAN, HASTEN, UVICORN
 
 WRK_OUTPUT = """\
 Running 6s test @ http://127.0.0.1:41234/
@@ -94,3 +96,10 @@ def test_summary_of_skipped_runs_keeps_the_reason() -> None:
     summary = summarise([Sample(skipped="not supported yet")])
     assert summary.skipped == "not supported yet"
     assert summary.rate is None
+
+
+def test_servers_take_turns_leading_from_round_to_round() -> None:
+    peers = (HASTEN, UVICORN, GRANIAN)
+    firsts = [next(rotated(peers, round_index)).name for round_index in range(3)]
+    assert firsts == ["hasten", "uvicorn", "granian"]
+    assert sorted(s.name for s in rotated(peers, 1)) == ["granian", "hasten", "uvicorn"]
