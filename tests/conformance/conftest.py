@@ -4,8 +4,6 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.register_assert_rewrite("tests.conformance.wire")
-
 from tests.conformance.recording_app import RecordingApp
 from tests.harness import RunningServer, run_server
 
