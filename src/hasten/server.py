@@ -190,7 +190,11 @@ class Server:
         keep_alive = self.config.timeout_keep_alive
         # The tick refreshes the Date header and closes idle keep-alive connections: one
         # timer for the whole server instead of one per connection.
-        interval = min(1.0, max(0.05, keep_alive / 4))
+        # It also enforces the request read timeouts, so it ticks often enough for the shortest.
+        shortest = min(
+            keep_alive, self.config.timeout_request_header, self.config.timeout_request_body
+        )
+        interval = min(1.0, max(0.05, shortest / 4))
         while not self._should_exit:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._exit_event.wait(), interval)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hasten.asgi import ASGIApplication, encode_headers
 from hasten.config import Config
 from hasten.logs import access_logger
+from hasten.protocols.h1_checks import RequestLimits
 from hasten.proxy import TrustedProxies
 
 if TYPE_CHECKING:
@@ -50,12 +51,16 @@ class ServerState:
         "eager_tasks",
         "lifespan_state",
         "limit_concurrency",
+        "limit_write_buffer",
         "loop",
+        "request_limits",
         "root_path",
         "shutting_down",
         "static_headers",
         "tasks",
         "timeout_keep_alive",
+        "timeout_request_body",
+        "timeout_request_header",
         "trusted_proxies",
         "upgrade_handlers",
     )
@@ -72,6 +77,10 @@ class ServerState:
         self.access_log = config.access_log and access_logger.isEnabledFor(20)
         self.timeout_keep_alive = config.timeout_keep_alive
         self.limit_concurrency = config.limit_concurrency
+        self.request_limits = RequestLimits.from_config(config)
+        self.limit_write_buffer = config.limit_write_buffer
+        self.timeout_request_header = config.timeout_request_header
+        self.timeout_request_body = config.timeout_request_body
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )
