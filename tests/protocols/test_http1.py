@@ -183,6 +183,32 @@ def test_empty_body_gives_one_message_without_more_body() -> None:
     assert messages == [{"type": "http.request", "body": b"", "more_body": False}]
 
 
+def test_unread_body_after_an_early_response_is_drained_and_the_connection_kept() -> None:
+    with run_server(echo_path) as server, server.connect() as client:
+        client.send(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabcde")
+        response = client.read_response()
+        assert response.body == b"/early"
+        assert response.header("connection") is None
+        # The rest of the body is dropped, never parsed as a request.
+        client.send(b"GET /" + request(path="/next"))
+        assert client.read_response().body == b"/next"
+        assert not client.is_closed(timeout=0.1)
+
+
+def test_huge_unread_body_after_an_early_response_closes_the_connection() -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n")
+        assert client.read_response().body == b"ok"
+        try:
+            for _ in range(64):
+                client.send(b"GET /smuggled HTTP/1.1\r\n\r\n" * 2048)
+        except OSError:
+            pass  # the server closed the connection, as it should
+        assert client.is_closed(timeout=5)
+    assert [scope["path"] for scope in seen] == ["/"]
+
+
 # -- Expect: 100-continue -----------------------------------------------------------------
 
 

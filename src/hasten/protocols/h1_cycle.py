@@ -36,6 +36,8 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _COALESCE_LIMIT = 64 * 1024
 _CONTENT_LENGTH_VALUE = re.compile(rb"[0-9]{1,18}").fullmatch
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Unread request body bytes dropped after an early response before the connection closes.
+DRAIN_LIMIT = 1024 * 1024
 
 
 class RequestCycle:
@@ -294,9 +296,9 @@ class RequestCycle:
             # HTTP/1.0 knows no chunked coding: the end of the body is the end of the
             # connection (RFC 9112 §6.3, item 8).
             self.close_after = True
-        if not self.body_complete and (whole_body is not None or self.expect_continue):
-            # The response is complete (or the client still waits for 100 Continue) while
-            # the request body is unread: the connection will close, so say so.
+        if self.expect_continue and not self.body_complete:
+            # The client still waits for 100 Continue before sending the body, and may
+            # never send it: the connection closes after this response, so say so.
             self.close_after = True
         if self.close_after:
             parts.append(b"connection: close\r\n\r\n")
@@ -367,7 +369,13 @@ class RequestCycle:
 
     def feed_body(self, chunk: bytes) -> None:
         if self.response_complete:
-            return  # the app answered without reading; the connection will close
+            # The app answered without reading the whole body: the rest is read and
+            # dropped, up to a limit, so the connection can serve the next request
+            # (RFC 9112 §9.3: read the entire body or close).
+            self.body_size += len(chunk)
+            if self.body_size > DRAIN_LIMIT:
+                self.conn.close_transport()
+            return
         self.body.append(chunk)
         self.body_size += len(chunk)
         if self.body_size > READ_HIGH_WATER:

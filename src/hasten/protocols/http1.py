@@ -27,10 +27,7 @@ from hasten.asgi import (
     plain_response,
 )
 from hasten.logs import error_logger
-from hasten.protocols.flow import (
-    PAUSED_FOR_PIPELINE,
-    FlowControl,
-)
+from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
 from hasten.protocols.h1_checks import (
     absolute_form_authority,
     check_fields,
@@ -346,6 +343,9 @@ class H1Connection(asyncio.Protocol):
         if body_cycle is not None:
             body_cycle.end_body()
             self.body_cycle = None
+            if body_cycle.response_complete and self.cycle is None and not self.pipeline:
+                # The unread body of an answered request is drained: the connection idles.
+                self.idle_since = self.state.loop.time()
 
     def _upgrade_requested(self, rest: bytes) -> None:
         """The parser stopped at the head of a request asking to switch protocols."""
@@ -418,10 +418,15 @@ class H1Connection(asyncio.Protocol):
         if cycle is not self.cycle:
             return
         self.cycle = None
-        if cycle.close_after or self.closing or not cycle.body_complete:
-            # RFC 9112 §9.3: read the whole body or close; an unread body's bytes must
-            # never be parsed as the next request.
+        if cycle.close_after or self.closing:
             self.close_transport()
+            return
+        if not cycle.body_complete:
+            # The rest of the body is read and dropped (RequestCycle.feed_body); the next
+            # request starts once it has ended.
+            cycle.body.clear()
+            cycle.body_size = 0
+            self.flow.resume_reading(PAUSED_FOR_BODY)
             return
         if self.pipeline or self.pending_error:
             if not self.in_eager_start:
@@ -438,6 +443,10 @@ class H1Connection(asyncio.Protocol):
         self.body_cycle = None
         if broken is not None:
             # The request's head was fine but its body is not: it cannot be answered.
+            if broken.response_complete:
+                # Its response is out; what broke is the body being drained after it.
+                self.close_transport()
+                return
             if broken is self.cycle:
                 if broken.head_pending or not broken.response_started:
                     broken.head_pending = False
