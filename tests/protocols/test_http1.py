@@ -423,6 +423,16 @@ def test_client_connection_close_gets_one_response_then_fin() -> None:
     assert [scope["path"] for scope in seen] == ["/"]
 
 
+@pytest.mark.parametrize("value", ["keep-alive, close", "CLOSE", "Close"])
+def test_client_connection_close_variants_close(value: str) -> None:
+    seen, app = recorder()
+    with run_server(app) as server, server.connect() as client:
+        client.send(request(headers={"Connection": value}) + request(path="/never"))
+        assert client.read_response().header("connection") == "close"
+        assert client.is_closed()
+    assert [scope["path"] for scope in seen] == ["/"]
+
+
 def test_app_connection_close_closes_after_the_response() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":

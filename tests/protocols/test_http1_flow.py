@@ -176,6 +176,29 @@ def test_disconnect_while_the_app_waits_after_the_body(loop: str) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n",
+        b"Content-Length: 100\r\n\r\nabc",
+    ],
+    ids=["chunk_cut", "last_chunk_unterminated", "content_length_underrun"],
+)
+def test_truncated_body_then_eof_gives_disconnect_never_a_short_complete_body(
+    partial: bytes,
+) -> None:
+    messages, _, app = disconnect_app()
+    with run_server(app) as server:
+        client = server.connect()
+        client.send(b"POST / HTTP/1.1\r\nHost: t\r\n" + partial)
+        client.sock.shutdown(socket.SHUT_WR)
+        wait_for(lambda: messages and messages[-1]["type"] == "http.disconnect")
+        assert client.is_closed()
+        client.close()
+    assert all(m.get("more_body", True) for m in messages)
+
+
 def test_send_after_the_client_left_raises_client_disconnected() -> None:
     errors: list[BaseException] = []
     started = threading.Event()
