@@ -224,6 +224,22 @@ def test_exception_after_a_complete_response_keeps_the_connection() -> None:
     assert len([r for r in log.records if r.exc_info]) == 1
 
 
+def test_cancelled_error_after_a_complete_response_keeps_the_connection() -> None:
+    async def cancel_late(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(START)
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+        if scope["path"] == "/first":
+            raise asyncio.CancelledError
+
+    with run_server(cancel_late) as server, server.connect() as client:
+        client.send(request(path="/first"))
+        assert client.read_response().body == b"/first"
+        client.send(request(path="/second"))
+        assert client.read_response().body == b"/second"
+
+
 def test_message_after_response_does_not_reach_the_wire() -> None:
     async def twice(send: Send) -> None:
         await send(START)

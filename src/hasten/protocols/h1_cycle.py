@@ -122,8 +122,9 @@ class RequestCycle:
 
     def _app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
-            # Cancelled by the server (graceful-shutdown timeout or client gone).
-            self.conn.close_transport()
+            # Cancelled by the server (graceful-shutdown timeout) or from within the app.
+            if not self.response_complete:
+                self.conn.close_transport()
             return
         if self.disconnected and caused_by_disconnect(exc):
             error_logger.debug("Client disconnected while the app was responding.")
@@ -133,7 +134,7 @@ class RequestCycle:
             # The client has its whole response, and the connection may already be
             # serving the next request: nothing to undo.
             return
-        if not self.response_started or (self.head_pending and not self.response_complete):
+        if not self.response_started or self.head_pending:
             self.response_started = True
             self.send_error_response(500)
         else:
