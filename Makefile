@@ -77,3 +77,9 @@ bench: bench-tools $(BENCH_VENV)/.bench-installed  ## side-by-side benchmark (QU
 
 bench-profile: bench-tools $(BENCH_VENV)/.bench-installed  ## py-spy profile of hasten under hello load
 	$(BENCH_VENV)/bin/python -m bench.profile
+
+# -- Fuzzing (tests/fuzz/): the property-based HTTP/1.1 tests, with many more examples ------
+.PHONY: fuzz
+
+fuzz: $(VENV)/.dev-installed  ## long hypothesis run over the HTTP/1.1 request path (~10 min)
+	HASTEN_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:xdist tests/fuzz
