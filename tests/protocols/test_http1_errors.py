@@ -165,6 +165,12 @@ INVALID_SEQUENCES: dict[str, tuple[list[dict[str, Any]], str]] = {
         [{**START, "headers": [(b"content-length", b"12a")]}],
         "Content-Length",
     ),
+    "missing_type": ([{"status": 200, "headers": []}], "http.response.start"),
+    "headers_not_iterable": ([{**START, "headers": 5}], "iterable"),
+    "two_content_lengths": (
+        [{**START, "headers": [(b"content-length", b"1"), (b"content-length", b"2")]}],
+        "more than one",
+    ),
     "body_longer_than_content_length": (
         [{**START, "headers": [(b"content-length", b"2")]}, {**BODY, "body": b"abc"}],
         "longer",
@@ -238,6 +244,22 @@ def test_cancelled_error_after_a_complete_response_keeps_the_connection() -> Non
         assert client.read_response().body == b"/first"
         client.send(request(path="/second"))
         assert client.read_response().body == b"/second"
+
+
+def test_app_can_start_again_after_an_invalid_start() -> None:
+    async def retry(send: Send) -> None:
+        bad = [(b"content-length", b"100"), (b"x-bad", b"a\nb")]
+        with pytest.raises(RuntimeError):
+            await send({**START, "headers": bad})
+        await send({**START, "status": 201})
+        await send({"type": "http.response.body", "body": b"again"})
+
+    with run_server(app_with(retry)) as server, server.connect() as client:
+        client.send(request())
+        response = client.read_response()
+        assert response.status == 201
+        assert response.body == b"again"
+        assert response.header("content-length") == "5"
 
 
 def test_message_after_response_does_not_reach_the_wire() -> None:

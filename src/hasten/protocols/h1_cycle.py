@@ -196,7 +196,7 @@ class RequestCycle:
         """The ASGI ``send``: validate the message, then serialise it onto the transport."""
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
-        message_type = message["type"]
+        message_type = message.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(
@@ -223,12 +223,20 @@ class RequestCycle:
     # -- serialisation ----------------------------------------------------------------------
 
     def _start_response(self, message: Message) -> None:
-        self.status = status = check_response_status(message.get("status"))
+        status = check_response_status(message.get("status"))
         headers = message.get("headers", ())
+        try:
+            header_iterator = iter(headers)
+        except TypeError:
+            raise RuntimeError(f"Response headers must be iterable, got {headers!r}") from None
         parts = [status_line(status), b""]  # [1] becomes the default header block
         default_names = self.conn.state.default_header_names
         close = not self.keep_alive or self.conn.closing
-        for header in headers:
+        # Nothing is stored on the cycle until every header passed its checks, so an app
+        # that catches the RuntimeError and starts again begins afresh.
+        declared_length: int | None = None
+        overridden_defaults: set[bytes] | None = None
+        for header in header_iterator:
             try:
                 name, value = header
             except (TypeError, ValueError):
@@ -240,9 +248,13 @@ class RequestCycle:
             if lowered == b"content-length":
                 if _CONTENT_LENGTH_VALUE(value) is None:
                     raise RuntimeError(f"Invalid response Content-Length {value!r}")
-                if status in _NO_BODY_STATUSES and status != 304:
+                if declared_length is not None:
+                    # Two lengths make the framing ambiguous (RFC 9110 §8.6).
+                    raise RuntimeError("More than one response Content-Length header.")
+                declared_length = int(value)
+                if status == 204:
+                    # RFC 9110 §8.6: a 204 carries no Content-Length.
                     continue
-                self.declared_length = int(value)
             elif lowered == b"transfer-encoding":
                 # The server frames the body itself; the app's framing header is replaced.
                 continue
@@ -251,10 +263,13 @@ class RequestCycle:
                     close = True
                 continue
             elif lowered in default_names:
-                if self.overridden_defaults is None:
-                    self.overridden_defaults = set()
-                self.overridden_defaults.add(lowered)
+                if overridden_defaults is None:
+                    overridden_defaults = set()
+                overridden_defaults.add(lowered)
             parts.append(b"%s: %s\r\n" % (name, value))
+        self.status = status
+        self.declared_length = None if status == 204 else declared_length
+        self.overridden_defaults = overridden_defaults
         self.close_after = close
         self.head_parts = parts
         self.response_started = True
