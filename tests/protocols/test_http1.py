@@ -553,7 +553,7 @@ def test_unsupported_upgrade_followed_by_a_pipelined_request() -> None:
         assert client.read_response().body == b"/next"
 
 
-def test_h2c_upgrade_without_body_is_answered_as_http11() -> None:
+def test_h2c_upgrade_with_http2_settings_is_answered_not_hung() -> None:
     with run_server(hello) as server, server.connect() as client:
         client.send(
             request(
@@ -582,6 +582,19 @@ def test_unsupported_upgrade_with_body_delivers_the_body() -> None:
         )
         assert client.read_response().body == b"the body"
         assert client.read_response().body == b"second"
+
+
+@pytest.mark.parametrize("body", [b"", b"h2c body"], ids=["without_body", "with_body"])
+def test_h2c_upgrade_without_http2_settings_is_answered_as_http11(body: bytes) -> None:
+    with run_server(echo_body) as server, server.connect() as client:
+        client.send(
+            request("POST", headers={"Connection": "Upgrade", "Upgrade": "h2c"}, body=body)
+            + request("POST", path="/next", body=b"next")
+        )
+        first = client.read_response()
+        assert first.status == 200
+        assert first.body == body
+        assert client.read_response().body == b"next"
 
 
 def test_unsupported_upgrade_with_chunked_body_delivers_the_body() -> None:
