@@ -212,7 +212,7 @@ def request(
 # -- hasten as a subprocess -------------------------------------------------------------------
 
 _LISTENING = re.compile(
-    r"Listening on (?:http://(?P<host>\S+):(?P<port>\d+)|unix socket (?P<uds>\S+))"
+    r"Listening on (?:https?://(?P<host>\S+):(?P<port>\d+)|unix socket (?P<uds>\S+))"
 )
 
 

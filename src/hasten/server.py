@@ -170,7 +170,8 @@ class Server:
     ) -> None:
         config = self.config
         loop = state.loop
-        protocol_factory = connection_factory(state, config, create_ssl_context(config))
+        ssl_context = create_ssl_context(config)
+        protocol_factory = connection_factory(state, config, ssl_context)
         if config.ws != "none":
             state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, config)
         if sockets:
@@ -179,7 +180,13 @@ class Server:
             adopted = [bind_socket(config)]
             self._bound_uds = config.uds if config.fd is None else None
         for sock in adopted:
-            server = await loop.create_server(protocol_factory, sock=sock, backlog=config.backlog)
+            server = await loop.create_server(
+                protocol_factory,
+                sock=sock,
+                backlog=config.backlog,
+                ssl=ssl_context,
+                ssl_handshake_timeout=config.ssl_handshake_timeout if ssl_context else None,
+            )
             self.servers.append(server)
             error_logger.info(
                 "Listening on %s (Press CTRL+C to quit)", describe_socket(sock, config)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 # called with the connection, the request and the bytes after its head; returns False to
 # decline, and the request is then answered over HTTP/1.1.
 UpgradeHandler = Callable[["H1Connection", "RequestCycle", bytes], bool]
+# Takes over a cleartext connection whose first bytes were the HTTP/2 preface: called with
+# the transport and the bytes after the preface.
+PrefaceHandler = Callable[[asyncio.BaseTransport, bytes], None]
 
 # Python 3.12 can start a task eagerly: its first step runs at once, in the caller, and a
 # request that never suspends then finishes without a trip through the event loop.
@@ -49,6 +52,7 @@ class ServerState:
         "default_header_names",
         "default_headers",
         "eager_tasks",
+        "http2_preface_handler",
         "lifespan_state",
         "limit_concurrency",
         "limit_write_buffer",
@@ -86,6 +90,7 @@ class ServerState:
         )
         self.shutting_down = False
         self.upgrade_handlers: dict[bytes, UpgradeHandler] = {}
+        self.http2_preface_handler: PrefaceHandler | None = None
         self.eager_tasks = EAGER_TASKS_AVAILABLE
         static: list[tuple[bytes, bytes]] = []
         if config.server_header:

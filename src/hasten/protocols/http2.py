@@ -1,0 +1,625 @@
+"""HTTP/2 (RFC 9113) over the h2 state machine: the asyncio protocol of one connection.
+
+h2 is the sans-I/O layer: it is fed bytes and returns events, and turns the stream calls
+into bytes to send. This module moves those bytes, starts an app per stream
+(``http2_stream.H2Stream``), and keeps the abuse budgets (``http2_limits``). A connection
+becomes HTTP/2 by ALPN on TLS, by prior knowledge (the preface as the first bytes of a
+cleartext connection) or by an HTTP/1.1 ``Upgrade: h2c`` request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import ssl
+from collections.abc import Callable
+from typing import Any, cast
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+from hyperframe.frame import GoAwayFrame
+
+from hasten.asgi import ASGI_VERSION, decode_path
+from hasten.config import Config
+from hasten.logs import error_logger
+from hasten.protocols.flow import FlowControl
+from hasten.protocols.http1 import H1Connection, RequestCycle, _ip_address
+from hasten.protocols.http2_limits import H2Limits, RateBudget
+from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
+from hasten.proxy import apply_proxy_headers
+from hasten.state import ServerState
+from hasten.tls import ALPNDispatch, tls_scope_extension
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SWITCHING_PROTOCOLS = (
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+)
+# Reading stops while this much (or more) waits in the transport's write buffer, so a
+# client that floods PINGs or SETTINGS without reading the ACKs can't grow it (CVE-2019-9512).
+_PAUSED_FOR_WRITES = 1
+_ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
+_MAX_STREAM_ID = 2**31 - 1
+
+
+class H2Connection(asyncio.Protocol):
+    """One HTTP/2 connection: frames in, a running app per stream, frames out."""
+
+    __slots__ = (
+        "client",
+        "closing",
+        "control_budget",
+        "default_block",
+        "default_pairs",
+        "flow",
+        "goaway_sent",
+        "h2",
+        "idle_since",
+        "limits",
+        "reset_budget",
+        "scheme",
+        "scope_base",
+        "server",
+        "state",
+        "streams",
+        "transport",
+        "upgrade_body_left",
+    )
+
+    def __init__(self, state: ServerState, limits: H2Limits) -> None:
+        self.state = state
+        self.limits = limits
+        self.streams: dict[int, H2Stream] = {}
+        self.closing = False
+        self.goaway_sent = False
+        self.upgrade_body_left = 0
+        self.idle_since = 0.0
+        self.default_block = b""
+        self.default_pairs: list[tuple[bytes, bytes]] = []
+        now = state.loop.time()
+        self.reset_budget = RateBudget(limits.max_reset_streams, now)
+        self.control_budget = RateBudget(limits.max_control_frames, now)
+        machine = self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None)
+        )
+        machine.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
+                # RFC 9113 §8.4: this server never pushes.
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        # RFC 9113 §10.5.1 / RFC 7541 §7: the decoded header list is capped while it is
+        # decoded (HPACK bomb, CVE-2016-6581), from the first request on.
+        machine.decoder.max_header_list_size = limits.max_header_list_size
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._attach(transport)
+        self.h2.initiate_connection()
+        self._open_connection_window()
+        self.flush()
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        self.flow = FlowControl(transport)
+        self.client = _ip_address(transport.get_extra_info("peername"))
+        sockname = transport.get_extra_info("sockname")
+        self.server: tuple[str, int | None] | None = (
+            (sockname, None) if isinstance(sockname, str) else _ip_address(sockname)
+        )
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.scheme = "https" if ssl_object is not None else "http"
+        extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
+        if ssl_object is not None:
+            extensions["tls"] = tls_scope_extension(ssl_object)
+        self.scope_base = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": "2",
+            "root_path": self.state.root_path,
+            "client": self.client,
+            "server": self.server,
+            "extensions": extensions,
+        }
+        self.idle_since = self.state.loop.time()
+        self.state.connections.add(self)
+        if self.state.shutting_down:
+            self.shutdown()
+
+    def _open_connection_window(self) -> None:
+        increment = self.limits.connection_window - self.h2.inbound_flow_control_window
+        if increment > 0:
+            self.h2.increment_flow_control_window(increment)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self.flow.connection_lost()
+        for stream in self.streams.values():
+            stream.client_gone()
+            if stream.task is not None and not stream.response_complete:
+                stream.task.cancel()
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+        self.flow.pause_reading(_PAUSED_FOR_WRITES)
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+        self.flow.resume_reading(_PAUSED_FOR_WRITES)
+
+    def eof_received(self) -> bool:
+        # A half-closed HTTP/2 connection can't send a GOAWAY or WINDOW_UPDATE: close it.
+        return False
+
+    def data_received(self, data: bytes) -> None:
+        if self.upgrade_body_left:
+            data = self._take_upgrade_body(data)
+            if not data:
+                return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued the GOAWAY with the error code RFC 9113 asks for.
+            error_logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
+            self._close_after_goaway()
+            return
+        handlers = _EVENT_HANDLERS
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            if self.transport.is_closing():
+                return
+        if self._header_block_too_large():
+            return
+        self.flush()
+
+    def _header_block_too_large(self) -> bool:
+        """RFC 9113 §10.5.1: a header block still arriving in CONTINUATION frames is capped
+        before it is decoded (CONTINUATION flood, CVE-2024-27316)."""
+        pending = self.h2.incoming_buffer._headers_buffer
+        if pending and sum(len(frame.data) for frame in pending) > self.limits.max_header_list_size:
+            self._enhance_your_calm("a header block larger than the header list limit")
+            return True
+        return False
+
+    # -- events from h2 ---------------------------------------------------------------------
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.goaway_sent or len(self.streams) >= self.limits.max_concurrent_streams:
+            # Streams whose app still runs count, even if h2 sees them closed (a reset
+            # provoked by the client, CVE-2025-8671); refusing one spends the reset budget.
+            self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        self.control_budget.earn(1)
+        stream = self._open_stream(stream_id, event.headers or [])
+        if stream is not None:
+            self._run_app(stream)
+
+    def _open_stream(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> H2Stream | None:
+        scope, status = self._build_scope(headers)
+        stream = H2Stream(self, stream_id, scope)
+        self.streams[stream_id] = stream
+        self.idle_since = 0.0
+        if status:
+            stream.send_plain_response(status)
+            self.stream_task_done(stream)
+            return None
+        return stream
+
+    def _build_scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, Any], int]:
+        """The ASGI scope of a request, and the error status to answer it with (or 0).
+
+        h2 has already refused malformed requests (RFC 9113 §8.2, §8.3) with a connection
+        error, so the pseudo-header fields are present and well-formed here.
+        """
+        method = authority = b""
+        target = b"/"
+        scheme = self.scheme
+        regular: list[tuple[bytes, bytes]] = []
+        has_host = False
+        for name, value in headers:
+            if name[:1] == b":":
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    target = value
+                elif name == b":authority":
+                    authority = value
+                elif name == b":scheme" and value in (b"http", b"https"):
+                    scheme = value.decode("ascii")
+            else:
+                has_host = has_host or name == b"host"
+                regular.append((name, value))
+        if authority and not has_host:
+            # ASGI apps find the authority in the Host header (RFC 9113 §8.3.1).
+            regular.insert(0, (b"host", authority))
+        raw_path, _, query_string = target.partition(b"?")
+        status = 0
+        try:
+            path = decode_path(raw_path)
+        except UnicodeDecodeError:
+            path, status = "/", 400
+        if method == b"CONNECT":
+            # An origin server is not a tunnel (RFC 9110 §9.3.6).
+            status = 501
+        root_path = self.state.root_path
+        scope = {
+            **self.scope_base,
+            "method": method.decode("ascii", "replace"),
+            "scheme": scheme,
+            "path": root_path + path if root_path else path,
+            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
+            "query_string": query_string,
+            "headers": regular,
+            "state": self.state.lifespan_state.copy(),
+        }
+        if self.state.trusted_proxies is not None:
+            scope["client"], scope["scheme"] = apply_proxy_headers(
+                self.state.trusted_proxies, self.client, scheme, regular
+            )
+        if not status and self.state.over_capacity():
+            error_logger.warning("Exceeded concurrency limit; answering 503.")
+            status = 503
+        return scope, status
+
+    def _run_app(self, stream: H2Stream) -> None:
+        state = self.state
+        task = stream.task = state.loop.create_task(stream.run())
+        state.tasks.add(task)
+        task.add_done_callback(functools.partial(self._app_finished, stream))
+
+    def _app_finished(self, stream: H2Stream, task: asyncio.Task[None]) -> None:
+        self.state.tasks.discard(task)
+        self.stream_task_done(stream)
+
+    def stream_task_done(self, stream: H2Stream) -> None:
+        """A stream's app is over: the stream no longer counts against the limits."""
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+            if stream.unacknowledged:
+                self.acknowledge(stream.stream_id, stream.unacknowledged)
+                stream.unacknowledged = 0
+        if not self.streams:
+            self.idle_since = self.state.loop.time()
+            if self.closing:
+                self._close_after_goaway()
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        data = event.data or b""
+        stream = self.streams.get(event.stream_id or 0)
+        if not data and not event.stream_ended:
+            # Empty DATA frames carry nothing and cost work (CVE-2019-9518).
+            self._spend_control()
+        if stream is None:
+            self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
+        else:
+            stream.feed_body(data, event.flow_controlled_length or 0)
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        stream = self.streams.get(event.stream_id or 0)
+        if stream is not None:
+            stream.end_body()
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        stream = self.streams.get(event.stream_id or 0)
+        if stream is None or stream.response_complete:
+            return
+        stream.client_gone()
+        if stream.task is not None:
+            # The client no longer wants the answer: stop working on it (RFC 9113 §10.5).
+            stream.task.cancel()
+        self._spend_reset()
+
+    def _on_window_updated(self, event: h2.events.WindowUpdated) -> None:
+        self._spend_control()
+        if event.stream_id:
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.window_opened()
+        else:
+            self._wake_window_waiters()
+
+    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._spend_control()
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._wake_window_waiters()
+
+    def _on_control_frame(self, event: h2.events.Event) -> None:
+        self._spend_control()
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        error_logger.debug("HTTP/2 client at %s sent GOAWAY (%s)", self.client, event.error_code)
+        self.closing = True
+        if not self.streams:
+            self.close_transport()
+
+    def _wake_window_waiters(self) -> None:
+        for stream in self.streams.values():
+            stream.window_opened()
+
+    # -- abuse budgets ----------------------------------------------------------------------
+
+    def _spend_control(self) -> None:
+        if not self.control_budget.spend(self.state.loop.time()):
+            self._enhance_your_calm("too many control frames")
+
+    def _spend_reset(self) -> None:
+        if not self.reset_budget.spend(self.state.loop.time()):
+            self._enhance_your_calm("too many reset streams")
+
+    def _enhance_your_calm(self, reason: str) -> None:
+        """RFC 9113 §10.5: a peer that abuses the protocol loses the connection."""
+        if self.transport.is_closing():
+            return
+        error_logger.warning("Closing HTTP/2 connection from %s: %s.", self.client, reason)
+        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+        self._close_after_goaway()
+
+    # -- used by the streams ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write whatever h2 has queued, in one write."""
+        data = self.h2.data_to_send()
+        if data and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """Give ``size`` consumed body bytes back to the client's flow-control window."""
+        if size and not self.transport.is_closing():
+            try:
+                self.h2.acknowledge_received_data(size, stream_id)
+            except h2.exceptions.ProtocolError:
+                return
+            self.flush()
+
+    def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
+        """Reset a stream from the server side; this spends the client's reset budget too,
+        as a client can provoke server resets on purpose (MadeYouReset, CVE-2025-8671)."""
+        try:
+            self.h2.reset_stream(stream_id, error_code)
+        except h2.exceptions.ProtocolError:
+            return
+        self.flush()
+        if error_code != ErrorCodes.NO_ERROR:
+            self._spend_reset()
+
+    def default_headers(self, overridden: set[bytes]) -> list[tuple[bytes, bytes]]:
+        """The server's default response fields (date, server, --header) the app didn't set."""
+        block = self.state.default_headers
+        if block is not self.default_block:
+            # The block is rebuilt once a second (for Date); parse it once per rebuild.
+            self.default_block = block
+            self.default_pairs = [
+                (name.lower(), value)
+                for name, _, value in (line.partition(b": ") for line in block.split(b"\r\n"))
+                if name
+            ]
+        if not overridden:
+            return self.default_pairs
+        return [pair for pair in self.default_pairs if pair[0] not in overridden]
+
+    def response_finished(self, stream: H2Stream) -> None:
+        if not stream.body_complete and not self.transport.is_closing():
+            # RFC 9113 §8.1: the response is complete, so the rest of the request body is
+            # not needed: ask the client to stop sending it.
+            try:
+                self.h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
+            except h2.exceptions.ProtocolError:
+                return
+            self.flush()
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _close_after_goaway(self) -> None:
+        self.flush()
+        self.close_transport()
+
+    def close_transport(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: GOAWAY now, close once the streams in flight have finished.
+
+        The GOAWAY is written directly rather than through h2, whose state machine would
+        refuse to finish the streams in flight after it (RFC 9113 §6.8 lets them finish).
+        """
+        self.closing = True
+        if not self.goaway_sent and not self.transport.is_closing():
+            self.goaway_sent = True
+            self.flush()
+            goaway = GoAwayFrame(0)
+            goaway.last_stream_id = self.h2.highest_inbound_stream_id
+            goaway.error_code = ErrorCodes.NO_ERROR
+            self.transport.write(goaway.serialize())
+        if not self.streams:
+            self.close_transport()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def close_if_idle_since_before(self, deadline: float) -> None:
+        """The server's once-a-second tick: close an idle connection, and reset the streams
+        stalled on the client for longer than ``h2_timeout_stalled_stream``."""
+        if not self.streams:
+            if self.idle_since and self.idle_since <= deadline:
+                self.shutdown()
+            return
+        stalled_before = self.state.loop.time() - self.limits.timeout_stalled_stream
+        for stream in list(self.streams.values()):
+            since = stream.stalled_since()
+            if since is not None and since <= stalled_before:
+                error_logger.debug("Resetting stalled HTTP/2 stream %d.", stream.stream_id)
+                stream.client_gone()
+                if stream.task is not None:
+                    stream.task.cancel()
+                self.reset_stream(stream.stream_id, ErrorCodes.CANCEL)
+
+    # -- taking over an HTTP/1.1 connection -------------------------------------------------
+
+    def take_over(self, transport: asyncio.BaseTransport, first_bytes: bytes) -> None:
+        """Serve a cleartext connection whose first bytes were the preface (RFC 9113 §3.3)."""
+        transport.set_protocol(self)
+        self.connection_made(transport)
+        self.data_received(PREFACE + first_bytes)
+
+    def take_over_upgrade(
+        self,
+        transport: asyncio.BaseTransport,
+        settings_header: bytes,
+        cycle: RequestCycle,
+        body_length: int,
+        rest: bytes,
+    ) -> None:
+        """Serve an accepted ``Upgrade: h2c`` (RFC 7540 §3.2): the request becomes stream 1,
+        its body (still in HTTP/1.1 framing) is read first, then the client's preface."""
+        transport.set_protocol(self)
+        cast(asyncio.Transport, transport).write(SWITCHING_PROTOCOLS)
+        self._attach(transport)
+        self.h2.initiate_upgrade_connection(settings_header)
+        self._open_connection_window()
+        headers = [
+            (name, value)
+            for name, value in cycle.scope["headers"]
+            if name not in CONNECTION_SPECIFIC_FIELDS and name not in (b"http2-settings", b"te")
+        ]
+        pseudo = [
+            (b":method", cycle.scope["method"].encode("ascii")),
+            (
+                b":path",
+                cycle.scope["raw_path"]
+                + (b"?" + cycle.scope["query_string"] if cycle.scope["query_string"] else b""),
+            ),
+        ]
+        stream = self._open_stream(1, pseudo + headers)
+        if stream is not None:
+            self.upgrade_body_left = body_length
+            if not body_length:
+                stream.end_body()
+            self._run_app(stream)
+        self.flush()
+        if rest:
+            self.data_received(rest)
+
+    def _take_upgrade_body(self, data: bytes) -> bytes:
+        """Body bytes of the upgraded request go to stream 1; what follows is HTTP/2."""
+        body, rest = data[: self.upgrade_body_left], data[self.upgrade_body_left :]
+        self.upgrade_body_left -= len(body)
+        stream = self.streams.get(1)
+        if stream is not None:
+            stream.body.append(body)
+            stream.wake()
+            if not self.upgrade_body_left:
+                stream.end_body()
+        return rest
+
+
+_EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
+    h2.events.RequestReceived: H2Connection._on_request,
+    h2.events.DataReceived: H2Connection._on_data,
+    h2.events.StreamEnded: H2Connection._on_stream_ended,
+    h2.events.StreamReset: H2Connection._on_stream_reset,
+    h2.events.WindowUpdated: H2Connection._on_window_updated,
+    h2.events.RemoteSettingsChanged: H2Connection._on_settings,
+    h2.events.PingReceived: H2Connection._on_control_frame,
+    h2.events.PingAckReceived: H2Connection._on_control_frame,
+    h2.events.PriorityUpdated: H2Connection._on_control_frame,
+    h2.events.UnknownFrameReceived: H2Connection._on_control_frame,
+    h2.events.ConnectionTerminated: H2Connection._on_goaway,
+}
+
+
+# -- wiring: which protocol serves a new connection -------------------------------------------
+
+
+def connection_factory(
+    state: ServerState, config: Config, ssl_context: ssl.SSLContext | None
+) -> Callable[[], asyncio.Protocol]:
+    """The protocol factory of the listening sockets, for ``--http`` and TLS.
+
+    ``auto`` serves HTTP/1.1 and HTTP/2 on the same port: ALPN on TLS, prior knowledge
+    and ``Upgrade: h2c`` on cleartext.
+    """
+    limits = H2Limits.from_config(config)
+    if config.http == "auto":
+        state.http2_preface_handler = functools.partial(_switch_to_prior_knowledge, state, limits)
+        state.upgrade_handlers[b"h2c"] = functools.partial(_upgrade_to_h2c, state, limits)
+    if ssl_context is not None:
+        choose = functools.partial(_protocol_for_alpn, state, limits, config.http)
+        return functools.partial(ALPNDispatch, choose)
+    if config.http == "h2":
+        return functools.partial(H2Connection, state, limits)
+    return functools.partial(H1Connection, state)
+
+
+def _protocol_for_alpn(
+    state: ServerState, limits: H2Limits, http_mode: str, alpn: str | None
+) -> asyncio.Protocol:
+    if alpn == "h2" or (alpn is None and http_mode == "h2"):
+        return H2Connection(state, limits)
+    return H1Connection(state)
+
+
+def _switch_to_prior_knowledge(
+    state: ServerState, limits: H2Limits, transport: asyncio.BaseTransport, rest: bytes
+) -> None:
+    H2Connection(state, limits).take_over(transport, rest)
+
+
+def _upgrade_to_h2c(
+    state: ServerState, limits: H2Limits, conn: H1Connection, cycle: RequestCycle, rest: bytes
+) -> bool:
+    """Accept ``Upgrade: h2c`` (RFC 7540 §3.2) when it is well-formed, else decline it and
+    the request is answered over HTTP/1.1 (RFC 9110 §7.8 lets a server ignore Upgrade)."""
+    scope = cycle.scope
+    if scope["http_version"] != "1.1" or scope["scheme"] != "http":
+        return False  # h2c is for cleartext HTTP/1.1 only
+    if conn.cycle is not None or len(conn.pipeline) != 1:
+        return False
+    settings_values = [value for name, value in scope["headers"] if name == b"http2-settings"]
+    connection_options = b",".join(
+        value for name, value in scope["headers"] if name == b"connection"
+    ).lower()
+    if len(settings_values) != 1 or b"http2-settings" not in connection_options:
+        return False  # RFC 7540 §3.2.1: exactly one HTTP2-Settings, named in Connection
+    settings_header = settings_values[0].strip()
+    try:
+        payload = base64.urlsafe_b64decode(settings_header + b"=" * (-len(settings_header) % 4))
+    except (binascii.Error, ValueError):
+        return False
+    if len(payload) % 6:
+        return False
+    body_length = 0
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding":
+            return False
+        if name == b"content-length":
+            if not value.isdigit():
+                return False
+            body_length = int(value)
+    # The body arrives in HTTP/1.1 framing, outside HTTP/2 flow control: only a body
+    # that fits in one stream window is taken along.
+    if body_length > limits.initial_window_size:
+        return False
+    conn.hand_over()
+    try:
+        H2Connection(state, limits).take_over_upgrade(
+            conn.transport, settings_header, cycle, body_length, rest
+        )
+    except h2.exceptions.ProtocolError as exc:
+        error_logger.debug("Bad h2c upgrade from %s: %s", conn.client, exc)
+        conn.transport.close()
+    return True
