@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from hasten.asgi import ASGIApplication
 from hasten.logs import AccessLogFormat, configure_logging
+from hasten.metrics import parse_bind
 from hasten.proxy import TrustedProxies
 
 LifespanMode = Literal["auto", "on", "off"]
@@ -204,6 +205,12 @@ class Config:
         "Recycle a worker gracefully once its resident memory exceeds this many MiB.",
         metavar="MIB",
     )
+    metrics_bind: str | None = setting(
+        None,
+        "Serve Prometheus metrics, summed over the workers, on HOST:PORT/metrics "
+        "(needs hasten[metrics]).",
+        metavar="HOST:PORT",
+    )
     reload: bool = setting(
         False, "Restart the server when a watched file changes (development).", flag=True
     )
@@ -342,6 +349,8 @@ class Config:
             raise ValueError("reload_delay must be >= 0")
         if self.access_log_format is not None:
             AccessLogFormat(self.access_log_format)  # raises ValueError naming a bad field
+        if self.metrics_bind is not None:
+            parse_bind(self.metrics_bind)  # raises ValueError naming metrics_bind
         try:
             TrustedProxies(self.forwarded_allow_ips)
         except ValueError as exc:

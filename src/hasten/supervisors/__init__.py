@@ -16,6 +16,7 @@ def needs_supervisor(config: Config) -> bool:
         or config.reload
         or config.limit_max_requests is not None
         or config.limit_max_memory is not None
+        or config.metrics_bind is not None
     )
 
 

@@ -22,6 +22,7 @@ from hasten.asgi import ASGIApplication, Receive, Scope, Send
 from hasten.config import Config
 from hasten.importer import AppLoadError, load_app
 from hasten.logs import error_logger
+from hasten.metrics import WorkerMetrics
 from hasten.server import Server, loop_factory
 
 READY = b"r"
@@ -140,25 +141,33 @@ def run_worker(
     """Serve ``sockets`` in this (forked) process until told to stop; return the exit status."""
     server = Server(config)
     reporter = WorkerChannel(channel, server) if channel is not None else None
+    metrics = WorkerMetrics() if config.metrics_bind is not None else None
     try:
-        if config.limit_max_requests is not None and reporter is not None:
-            limit = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)
+        if reporter is not None and (config.limit_max_requests is not None or metrics):
             app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
-            counted = RequestCounter(app, limit, lambda: reporter.send(RETIRE))
-            server = Server(dataclasses.replace(config, app=counted, factory=False))
+            if metrics is not None:
+                app = metrics.wrap(app)
+            if config.limit_max_requests is not None:
+                limit = config.limit_max_requests + random.randint(
+                    0, config.limit_max_requests_jitter
+                )
+                app = RequestCounter(app, limit, lambda: reporter.send(RETIRE))
+            server = Server(dataclasses.replace(config, app=app, factory=False))
             reporter.server = server
 
         async def serve() -> None:
-            heartbeat = None
+            helpers = []
             if reporter is not None:
-                heartbeat = asyncio.create_task(reporter.report(heartbeat_interval(config)))
+                helpers.append(asyncio.create_task(reporter.report(heartbeat_interval(config))))
+            if metrics is not None:
+                helpers.append(asyncio.create_task(metrics.sample_connections(server)))
             try:
                 await server.serve(sockets)
             finally:
-                if heartbeat is not None:
-                    heartbeat.cancel()
+                for helper in helpers:
+                    helper.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await heartbeat
+                        await helper
 
         with asyncio.Runner(loop_factory=loop_factory(config.loop)) as runner:
             runner.run(serve())

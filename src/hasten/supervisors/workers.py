@@ -26,6 +26,7 @@ from pathlib import Path
 
 from hasten.config import Config
 from hasten.logs import error_logger
+from hasten.metrics import MetricsEndpoint
 from hasten.server import bind_socket
 from hasten.supervisors.child import (
     READY,
@@ -108,6 +109,7 @@ class WorkerSupervisor:
     _next_memory_check: float = 0.0
     _retire_queue: collections.deque[int] = field(default_factory=collections.deque)
     _signals: collections.deque[int] = field(default_factory=collections.deque)
+    _metrics: MetricsEndpoint | None = None
 
     def run(self) -> int:
         """Bind (unless given sockets), supervise until stopped, return the exit status."""
@@ -128,6 +130,9 @@ class WorkerSupervisor:
             " (SO_REUSEPORT)" if use_reuse_port else "",
         )
         self._selector = selectors.DefaultSelector()
+        if config.metrics_bind is not None:
+            self._metrics = MetricsEndpoint(config.metrics_bind)
+            self._selector.register(self._metrics.socket, selectors.EVENT_READ, self._metrics)
         wake_reader, wake_writer = socket.socketpair()
         wake_reader.setblocking(False)
         wake_writer.setblocking(False)
@@ -146,6 +151,8 @@ class WorkerSupervisor:
             wake_writer.close()
             if reserved is not None:
                 reserved.close()
+            if self._metrics is not None:
+                self._metrics.close()
         error_logger.info("Stopped supervisor process [%d]", os.getpid())
         return self.exit_code
 
@@ -158,6 +165,8 @@ class WorkerSupervisor:
                 if key.data is None:
                     with contextlib.suppress(BlockingIOError):
                         self._wake_sockets[0].recv(4096)
+                elif isinstance(key.data, MetricsEndpoint):
+                    key.data.answer_scrape()
                 else:
                     self._read_messages(key.data)
             self._handle_signals()
@@ -198,6 +207,8 @@ class WorkerSupervisor:
 
     def _close_in_child(self) -> None:
         self._selector.close()
+        if self._metrics is not None:
+            self._metrics.socket.close()
         for sock in self._wake_sockets:
             sock.close()
         for handle in self.workers.values():
@@ -261,6 +272,8 @@ class WorkerSupervisor:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(handle.channel)
             handle.channel.close()
+            if self._metrics is not None:
+                self._metrics.worker_exited(pid)
             self._worker_exited(handle, status)
 
     def _worker_exited(self, handle: WorkerHandle, status: int) -> None:
@@ -272,6 +285,7 @@ class WorkerSupervisor:
             return
         if handle.ready or handle.unhealthy:
             error_logger.warning("Worker [%d] died (%s); starting a new one", handle.pid, how)
+            self._count_restart("unresponsive" if handle.unhealthy else "died")
             return
         if not self._ever_ready:
             code = os.waitstatus_to_exitcode(status)
@@ -290,6 +304,10 @@ class WorkerSupervisor:
             how,
             delay,
         )
+
+    def _count_restart(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.restarts.labels(reason).inc()
 
     # -- policy ----------------------------------------------------------------------------
 
@@ -315,6 +333,7 @@ class WorkerSupervisor:
             if len(serving) >= self._target and all(h.ready for h in serving):
                 for handle in retiring:
                     self._retire(handle)
+                    self._count_restart("recycled")
             return
         while self._retire_queue:
             candidate = self.workers.get(self._retire_queue.popleft())

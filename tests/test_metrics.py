@@ -1,0 +1,89 @@
+"""``--metrics-bind``: Prometheus metrics summed over real worker processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from tests.harness import HastenProcess, RawClient, hasten_command, hasten_process, request
+from tests.supervisors.test_workers import get_pid, wait_for_pids
+
+
+def scrape(running: HastenProcess, path: str = "/metrics") -> tuple[int, str]:
+    line = running.wait_for_line("Metrics on http://")
+    port = int(re.search(r":(\d+)/metrics", line)[1])  # type: ignore[index]
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with RawClient(sock) as client:
+        client.send(request(path=path))
+        response = client.read_response()
+    return response.status, response.body.decode()
+
+
+def sample(text: str, name: str) -> float:
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
+
+
+def wait_for_sample(running: HastenProcess, name: str, value: float) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        text = scrape(running)[1]
+        if sample(text, name) == value:
+            return text
+        assert time.monotonic() < deadline, f"{name} != {value}:\n{text}"
+        time.sleep(0.05)
+
+
+def test_request_counts_and_latency_are_summed_over_workers() -> None:
+    with hasten_process(
+        "proc_pid:app", "--port", "0", "--workers", "2", "--metrics-bind", "127.0.0.1:0"
+    ) as running:
+        wait_for_pids(running, 2)
+        for _ in range(6):
+            get_pid(running)
+        text = wait_for_sample(running, 'hasten_requests_total{status="200"}', 6.0)
+        assert sample(text, "hasten_request_duration_seconds_count") == 6.0
+        assert sample(text, "hasten_requests_in_flight") == 0.0
+        assert "hasten_open_connections" in text
+
+
+def test_counts_of_a_killed_worker_survive_and_its_restart_is_counted() -> None:
+    with hasten_process(
+        "proc_pid:app",
+        "--port",
+        "0",
+        "--workers",
+        "1",
+        "--metrics-bind",
+        "127.0.0.1:0",
+    ) as running:
+        (first,) = wait_for_pids(running, 1)
+        for _ in range(3):
+            get_pid(running)
+        wait_for_sample(running, 'hasten_requests_total{status="200"}', 3.0)
+        os.kill(first, signal.SIGKILL)
+        wait_for_pids(running, 2)
+        get_pid(running)
+        text = wait_for_sample(running, 'hasten_requests_total{status="200"}', 4.0)
+        assert sample(text, 'hasten_worker_restarts_total{reason="died"}') == 1.0
+
+
+def test_other_paths_on_the_metrics_port_are_404() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--metrics-bind", "127.0.0.1:0") as running:
+        assert scrape(running, "/")[0] == 404
+
+
+def test_metrics_bind_without_a_port_is_a_usage_error() -> None:
+    result = subprocess.run(
+        hasten_command("proc_pid:app", "--metrics-bind", "localhost"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "metrics_bind='localhost' is not allowed; use HOST:PORT" in result.stderr
