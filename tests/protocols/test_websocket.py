@@ -35,7 +35,8 @@ async def _accept_then(scope: Any, receive: Any, send: Any, *, then: Any) -> Non
     await then(receive, send)
 
 
-def test_text_and_binary_messages_are_echoed() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_text_and_binary_messages_are_echoed(loop: str) -> None:
     async def exchange(url: str) -> list[Any]:
         async with connect(url) as ws:
             await ws.send("héllo")
@@ -44,7 +45,7 @@ def test_text_and_binary_messages_are_echoed() -> None:
             data = await ws.recv()
             return [text, data]
 
-    with run_server(echo) as server:
+    with run_server(echo, loop=loop) as server:
         assert run(exchange(ws_url(server))) == ["héllo", b"\x00\xff"]
 
 
@@ -424,3 +425,31 @@ def test_slow_reader_makes_the_apps_send_wait() -> None:
         time.sleep(0.5)
         # Socket buffers hold a few MiB; the app's send() waits instead of growing memory.
         assert len(sent_messages) < 64
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_wss_over_tls_has_the_wss_scheme(tmp_path: Any, loop: str) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    cert.private_key_pem.write_to_path(key_file)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    app = Recorder(echo)
+
+    async def exchange(url: str) -> str:
+        async with connect(url, ssl=client_context) as ws:
+            await ws.send("secure")
+            return str(await ws.recv())
+
+    with run_server(
+        app, ssl_certfile=str(cert_file), ssl_keyfile=str(key_file), loop=loop
+    ) as server:
+        url = ws_url(server).replace("ws://", "wss://")
+        assert run(exchange(url)) == "secure"
+    assert app.scopes[0]["scheme"] == "wss"
