@@ -453,3 +453,21 @@ def test_wss_over_tls_has_the_wss_scheme(tmp_path: Any, loop: str) -> None:
         url = ws_url(server).replace("ws://", "wss://")
         assert run(exchange(url)) == "secure"
     assert app.scopes[0]["scheme"] == "wss"
+
+
+def test_peer_that_never_answers_the_close_frame_is_dropped_after_the_timeout() -> None:
+    async def then(receive: Any, send: Any) -> None:
+        await send({"type": "websocket.close", "code": 1000})
+        await receive()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await _accept_then(scope, receive, send, then=then)
+
+    with (
+        run_server(app, ws_ping_interval=None, ws_ping_timeout=0.3) as server,
+        open_raw(server) as client,
+    ):
+        assert read_close_code(client) == 1000
+        started = time.monotonic()
+        assert client.is_closed(timeout=5)
+        assert time.monotonic() - started < 3

@@ -342,8 +342,9 @@ class WebSocketConnection(asyncio.Protocol):
                 transport.close()
         if self.close_timer is None and self.protocol.close_expected():
             timeout = self.settings.ping_timeout
-            if timeout is not None and not transport.is_closing():
-                # The peer must answer our close frame in time (RFC 6455 §7.1.1).
+            if timeout is not None:
+                # The peer must answer our close frame, and take what is left to send,
+                # in time (RFC 6455 §7.1.1); a closing transport may still wait on it.
                 self.close_timer = self.state.loop.call_later(timeout, transport.abort)
 
     def _send_ping(self) -> None:
