@@ -117,3 +117,9 @@ def test_gunicorn_sigterm_shuts_hasten_down_gracefully() -> None:
         running.process.send_signal(signal.SIGTERM)
         assert running.process.wait(15) == 0
         running.wait_for("Application shutdown complete")
+
+
+def test_gunicorn_request_limits_apply_to_hasten() -> None:
+    with gunicorn("proc_pid:app", "--limit-request-line", "64") as running:
+        assert running.get("/" + "a" * 100)[0] == 414
+        assert running.get("/short")[0] == 200

@@ -59,6 +59,10 @@ class HastenWorker(Worker):  # type: ignore[misc]  # gunicorn ships no type hint
             "forwarded_allow_ips": allowed if isinstance(allowed, str) else ",".join(allowed),
             "log_level": logging.getLevelName(error_logger.getEffectiveLevel()).lower(),
         }
+        # gunicorn's 0 means "no limit", which hasten does not offer: keep hasten's default.
+        for name in ("limit_request_line", "limit_request_fields", "limit_request_field_size"):
+            if getattr(cfg, name) > 0:
+                settings[name] = getattr(cfg, name)
         if cfg.is_ssl:
             settings.update(
                 ssl_certfile=cfg.certfile,
