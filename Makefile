@@ -82,4 +82,4 @@ bench-profile: bench-tools $(BENCH_VENV)/.bench-installed  ## py-spy profile of 
 .PHONY: fuzz
 
 fuzz: $(VENV)/.dev-installed  ## long hypothesis run over the HTTP/1.1 request path (~10 min)
-	HASTEN_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:xdist tests/fuzz
+	HASTEN_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:xdist --timeout=0 tests/fuzz
