@@ -52,6 +52,14 @@ def test_pipelined_requests_wait_for_a_slow_first_handler(loop: str) -> None:
         assert [client.read_response().body for _ in range(3)] == [b"/slow", b"/fast", b"/last"]
 
 
+@pytest.mark.parametrize("loop", LOOPS)
+def test_long_pipeline_with_slow_and_fast_handlers_stays_in_order(loop: str) -> None:
+    paths = ["/slow" if n % 20 == 0 else f"/{n}" for n in range(60)]
+    with run_server(echo_path, loop=loop) as server, server.connect() as client:
+        client.send(b"".join(request(path=path) for path in paths))
+        assert [client.read_response().body.decode() for _ in paths] == paths
+
+
 def test_pipelined_requests_with_bodies_keep_their_bodies() -> None:
     with run_server(echo_body) as server, server.connect() as client:
         client.send(request("POST", body=b"first") + request("POST", body=b"second"))
