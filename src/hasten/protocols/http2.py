@@ -479,7 +479,6 @@ class H2Connection(asyncio.Protocol):
     def take_over_upgrade(
         self,
         transport: asyncio.BaseTransport,
-        settings_header: bytes,
         cycle: RequestCycle,
         body_length: int,
         rest: bytes,
@@ -489,7 +488,6 @@ class H2Connection(asyncio.Protocol):
         transport.set_protocol(self)
         cast(asyncio.Transport, transport).write(SWITCHING_PROTOCOLS)
         self._attach(transport)
-        self.h2.initiate_upgrade_connection(settings_header)
         self._open_connection_window()
         headers = [
             (name, value)
@@ -597,10 +595,11 @@ def _upgrade_to_h2c(
         return False  # RFC 7540 §3.2.1: exactly one HTTP2-Settings, named in Connection
     settings_header = settings_values[0].strip()
     try:
-        payload = base64.urlsafe_b64decode(settings_header + b"=" * (-len(settings_header) % 4))
+        # RFC 7540 §3.2.1: base64url without padding; h2 decodes leniently, so check first.
+        base64.b64decode(
+            settings_header + b"=" * (-len(settings_header) % 4), altchars=b"-_", validate=True
+        )
     except (binascii.Error, ValueError):
-        return False
-    if len(payload) % 6:
         return False
     body_length = 0
     for name, value in scope["headers"]:
@@ -614,12 +613,12 @@ def _upgrade_to_h2c(
     # that fits in one stream window is taken along.
     if body_length > limits.initial_window_size:
         return False
-    conn.hand_over()
+    upgraded = H2Connection(state, limits)
     try:
-        H2Connection(state, limits).take_over_upgrade(
-            conn.transport, settings_header, cycle, body_length, rest
-        )
-    except h2.exceptions.ProtocolError as exc:
-        error_logger.debug("Bad h2c upgrade from %s: %s", conn.client, exc)
-        conn.transport.close()
+        upgraded.h2.initiate_upgrade_connection(settings_header)
+    except Exception as exc:  # h2 raises several kinds for a malformed SETTINGS payload
+        error_logger.debug("Ignoring h2c upgrade with bad HTTP2-Settings: %s", exc)
+        return False
+    conn.hand_over()
+    upgraded.take_over_upgrade(conn.transport, cycle, body_length, rest)
     return True

@@ -1,0 +1,214 @@
+"""A blocking HTTP/2 test client over a raw socket, on h2's client-side state machine, that
+can also send raw frames (hyperframe/hpack) the state machine would refuse to build."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+@dataclass
+class H2Response:
+    status: int = 0
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    body: bytes = b""
+    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    informational: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
+    reset_code: int | None = None
+    ended: bool = False
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+class H2Client:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        settings: dict[int, int] | None = None,
+        timeout: float = 5.0,
+        sock: socket.socket | None = None,
+    ) -> None:
+        self.sock = sock or socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config)
+        if settings:
+            self.conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)
+        self.responses: dict[int, H2Response] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = False
+        self.all_events: list[Any] = []
+
+    def start(self) -> H2Client:
+        self.conn.initiate_connection()
+        self.flush()
+        return self
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> H2Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def request(
+        self,
+        path: str = "/",
+        *,
+        method: str = "GET",
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        end_stream: bool = True,
+        authority: str = "test",
+    ) -> int:
+        stream_id = self.conn.get_next_available_stream_id()
+        pseudo = [(":method", method), (":path", path), (":scheme", "http")]
+        pseudo.append((":authority", authority))
+        self.conn.send_headers(
+            stream_id, pseudo + (headers or []), end_stream=end_stream and not body
+        )
+        if body:
+            self.send_body(stream_id, body, end_stream=end_stream)
+        self.flush()
+        return stream_id
+
+    def send_body(self, stream_id: int, body: bytes, *, end_stream: bool = True) -> None:
+        """Send ``body`` within the server's flow-control window, reading as needed."""
+        while body:
+            window = self.conn.local_flow_control_window(stream_id)
+            size = min(window, self.conn.max_outbound_frame_size, len(body))
+            if size <= 0:
+                self.flush()
+                self.receive_once()
+                continue
+            chunk, body = body[:size], body[size:]
+            self.conn.send_data(stream_id, chunk, end_stream=end_stream and not body)
+        self.flush()
+
+    def receive_once(self, timeout: float | None = None) -> list[Any]:
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        if not data:
+            self.closed = True
+            return []
+        events = self.conn.receive_data(data)
+        self.all_events.extend(events)
+        for event in events:
+            self._record(event)
+        self.flush()
+        return events
+
+    def _record(self, event: Any) -> None:
+        stream_id = getattr(event, "stream_id", None)
+        response = self.responses.setdefault(stream_id, H2Response()) if stream_id else None
+        if isinstance(event, h2.events.ResponseReceived):
+            assert response is not None
+            response.headers = list(event.headers)
+            response.status = int(dict(response.headers)[b":status"])
+        elif isinstance(event, h2.events.InformationalResponseReceived):
+            assert response is not None
+            response.informational.append(list(event.headers))
+        elif isinstance(event, h2.events.DataReceived):
+            assert response is not None
+            response.body += event.data
+            self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived):
+            assert response is not None
+            response.trailers = list(event.headers)
+        elif isinstance(event, h2.events.StreamEnded):
+            assert response is not None
+            response.ended = True
+        elif isinstance(event, h2.events.StreamReset):
+            assert response is not None
+            response.reset_code = event.error_code
+            response.ended = True
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = event
+
+    def wait_for(self, condition: Any, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("condition not met")
+            if self.closed:
+                raise ConnectionError("connection closed before the condition was met")
+            self.receive_once(timeout=remaining)
+
+    def response(self, stream_id: int, timeout: float = 5.0) -> H2Response:
+        self.wait_for(
+            lambda: self.responses.get(stream_id, H2Response()).ended or self.goaway, timeout
+        )
+        return self.responses[stream_id]
+
+    def wait_closed(self, timeout: float = 5.0) -> None:
+        """Read (and process what can be processed) until the server closes."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("server did not close the connection")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                data = b""
+            if not data:
+                self.closed = True
+                break
+            try:
+                for event in self.conn.receive_data(data):
+                    self.all_events.append(event)
+                    self._record(event)
+            except Exception:  # the client machine may object to what follows a GOAWAY
+                continue
+
+    def goaway_code(self, timeout: float = 5.0) -> int:
+        """The error code of the server's GOAWAY, reading until it arrives."""
+        self.wait_closed(timeout)
+        assert self.goaway is not None, "no GOAWAY before the close"
+        return int(self.goaway.error_code)
+
+
+def parse_frames(data: bytes) -> list[Any]:
+    """Split raw server bytes into hyperframe frames (bodies parsed, headers not decoded)."""
+    from hyperframe.frame import Frame
+
+    frames = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        if len(data) < 9 + length:
+            break
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames
