@@ -32,14 +32,23 @@ def _fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
 
 
-def _rate_check(results: Results, scenario: str, peer: str, target: float) -> Check:
-    name = f"{scenario} >= {target}x {peer}"
-    ours = results.get(scenario, {}).get("hasten")
-    theirs = results.get(scenario, {}).get(peer)
+def _ran(results: Results, scenario: str, server: str) -> Sample | None:
+    sample = results.get(scenario, {}).get(server)
+    return None if sample is None or sample.skipped else sample
+
+
+def _verdict(name: str, passed: bool, detail: str) -> Check:
+    return Check("PASS" if passed else "FAIL", name, detail)
+
+
+def _rate_check(results: Results, scenario: str, peer: str, target: float, name: str = "") -> Check:
+    name = name or f"{scenario} >= {target}x {peer}"
+    ours, theirs = _ran(results, scenario, "hasten"), _ran(results, scenario, peer)
     value = ratio(ours.rate if ours else None, theirs.rate if theirs else None)
     if value is None:
-        return Check("SKIP", name, "no result for both servers")
-    return Check("PASS" if value >= target else "FAIL", name, f"measured {value:.2f}x")
+        reason = results.get(scenario, {}).get("hasten")
+        return Check("SKIP", name, reason.skipped if reason and reason.skipped else "no result")
+    return _verdict(name, value >= target, f"measured {value:.2f}x")
 
 
 def check_targets(results: Results) -> list[Check]:
@@ -51,65 +60,44 @@ def check_targets(results: Results) -> list[Check]:
         _rate_check(results, "post4k", "uvicorn", 1.4),
         _rate_check(results, "c1000", "uvicorn", 2.0),
     ]
-    c1000 = results.get("c1000", {})
-    ours, theirs = c1000.get("hasten"), c1000.get("uvicorn")
+    ours, theirs = _ran(results, "c1000", "hasten"), _ran(results, "c1000", "uvicorn")
+    name = "c1000 p99 lower than uvicorn"
     if ours and theirs and ours.p99_ms is not None and theirs.p99_ms is not None:
-        lower = ours.p99_ms < theirs.p99_ms
-        checks.append(
-            Check(
-                "PASS" if lower else "FAIL",
-                "c1000 p99 lower than uvicorn",
-                f"{ours.p99_ms:.2f} ms vs {theirs.p99_ms:.2f} ms",
-            )
-        )
+        detail = f"{ours.p99_ms:.2f} ms vs {theirs.p99_ms:.2f} ms"
+        checks.append(_verdict(name, ours.p99_ms < theirs.p99_ms, detail))
     else:
-        checks.append(Check("SKIP", "c1000 p99 lower than uvicorn", "no latency for both"))
-    idle = results.get("idle", {}).get("hasten")
+        checks.append(Check("SKIP", name, "no latency for both"))
+    idle = _ran(results, "idle", "hasten")
+    name = "idle <= 3 KB per connection"
     if idle and idle.per_conn_bytes is not None:
-        ok = idle.per_conn_bytes <= IDLE_LIMIT_BYTES
-        checks.append(
-            Check(
-                "PASS" if ok else "FAIL",
-                "idle <= 3 KB per connection",
-                f"measured {idle.per_conn_bytes / 1024:.2f} KB",
-            )
-        )
+        detail = f"measured {idle.per_conn_bytes / 1024:.2f} KB"
+        checks.append(_verdict(name, idle.per_conn_bytes <= IDLE_LIMIT_BYTES, detail))
     else:
-        checks.append(Check("SKIP", "idle <= 3 KB per connection", "not measured"))
-    stream = _rate_check(results, "stream", "uvicorn", STREAM_NOISE)
+        checks.append(Check("SKIP", name, "not measured"))
     checks.append(
-        Check(
-            stream.status,
+        _rate_check(
+            results,
+            "stream",
+            "uvicorn",
+            STREAM_NOISE,
             f"stream no worse than uvicorn (>= {STREAM_NOISE}x, run-to-run noise)",
-            stream.detail,
         )
     )
-    streamed = results.get("stream", {}).get("hasten")
+    streamed = _ran(results, "stream", "hasten")
+    name = f"stream memory flat (RSS growth <= {STREAM_FLAT_KB // 1024} MiB)"
     if streamed and streamed.rss_growth_kb is not None:
-        flat = streamed.rss_growth_kb <= STREAM_FLAT_KB
-        checks.append(
-            Check(
-                "PASS" if flat else "FAIL",
-                f"stream memory flat (RSS growth <= {STREAM_FLAT_KB // 1024} MiB)",
-                f"grew {streamed.rss_growth_kb / 1024:.1f} MiB",
-            )
-        )
+        detail = f"grew {streamed.rss_growth_kb / 1024:.1f} MiB"
+        checks.append(_verdict(name, streamed.rss_growth_kb <= STREAM_FLAT_KB, detail))
     else:
-        checks.append(Check("SKIP", "stream memory flat", "not measured"))
-    ws = results.get("ws", {}).get("hasten")
-    if ws is None or ws.skipped:
-        reason = ws.skipped if ws else "not run"
-        checks.append(Check("SKIP", "ws >= 1.3x uvicorn", reason or "not run"))
+        checks.append(Check("SKIP", name, "not measured"))
+    checks.append(_rate_check(results, "ws", "uvicorn", 1.3))
+    h2 = _ran(results, "h2", "hasten")
+    if h2 is None:
+        skipped = results.get("h2", {}).get("hasten")
+        reason = skipped.skipped if skipped and skipped.skipped else "not run"
+        checks.append(Check("SKIP", "h2 0 failed", reason))
     else:
-        checks.append(_rate_check(results, "ws", "uvicorn", 1.3))
-    h2 = results.get("h2", {}).get("hasten")
-    if h2 is None or h2.skipped:
-        reason = h2.skipped if h2 else "not run"
-        checks.append(Check("SKIP", "h2 0 failed", reason or "not run"))
-    else:
-        checks.append(
-            Check("PASS" if h2.errors == 0 else "FAIL", "h2 0 failed", f"{h2.errors} failed")
-        )
+        checks.append(_verdict("h2 0 failed", h2.errors == 0, f"{h2.errors} failed"))
     return checks
 
 
