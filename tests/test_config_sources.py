@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hasten.sources import (
     resolve_settings,
     settings_reference,
 )
-from tests.harness import hasten_command
+from tests.harness import APPS_DIR, RawClient, hasten_command, hasten_process, request
 
 REPO = Path(__file__).parent.parent
 
@@ -153,14 +154,16 @@ def test_settings_reference_in_docs_is_up_to_date() -> None:
     )
 
 
-def _hasten(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-
+def run_hasten(
+    *args: str, cwd: Path = APPS_DIR, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m hasten ARGS`` to completion, without the caller's HASTEN_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("HASTEN_")}
     return subprocess.run(
         hasten_command(*args),
         check=False,
         cwd=cwd,
-        env={**clean, **env},
+        env={**clean, **(env or {})},
         capture_output=True,
         text=True,
         timeout=20,
@@ -169,7 +172,9 @@ def _hasten(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedP
 
 def test_print_config_shows_each_value_with_its_source(tmp_path: Path) -> None:
     (tmp_path / "hasten.toml").write_text('app = "main:app"\nport = 1111\nbacklog = 10\n')
-    result = _hasten("--print-config", "--backlog", "30", cwd=tmp_path, env={"HASTEN_PORT": "2222"})
+    result = run_hasten(
+        "--print-config", "--backlog", "30", cwd=tmp_path, env={"HASTEN_PORT": "2222"}
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any(line.startswith('app = "main:app"') and "config file" in line for line in lines)
@@ -183,12 +188,22 @@ def test_print_config_shows_each_value_with_its_source(tmp_path: Path) -> None:
 
 def test_unknown_config_key_exits_2_with_the_key_in_the_message(tmp_path: Path) -> None:
     (tmp_path / "hasten.toml").write_text("colour = true\n")
-    result = _hasten("main:app", cwd=tmp_path, env={})
+    result = run_hasten("main:app", cwd=tmp_path, env={})
     assert result.returncode == 2
     assert "unknown setting 'colour' in config file hasten.toml" in result.stderr
 
 
 def test_missing_app_in_every_source_is_a_usage_error(tmp_path: Path) -> None:
-    result = _hasten(cwd=tmp_path, env={})
+    result = run_hasten(cwd=tmp_path, env={})
     assert result.returncode == 2
     assert "Missing argument 'APP'" in result.stderr
+
+
+def test_env_file_variables_reach_the_app(tmp_path: Path) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text("GREETING='hello from the env file'\n")
+    with hasten_process("proc_env:app", "--port", "0", "--env-file", str(env_file)) as running:
+        sock = socket.create_connection((running.host, running.port), timeout=5)
+        with RawClient(sock) as client:
+            client.send(request(headers={"Connection": "close"}))
+            assert client.read_response().body == b"hello from the env file"

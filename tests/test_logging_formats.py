@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from hasten.logs import AccessEntry, AccessLogFormat, JsonFormatter, TextFormatter
-from tests.harness import HastenProcess, RawClient, hasten_command, hasten_process, request
+from tests.harness import HastenProcess, RawClient, hasten_process, request
+from tests.test_config_sources import run_hasten
 
 
 def send(running: HastenProcess, raw: bytes) -> int:
@@ -34,13 +34,7 @@ def test_access_log_format_fills_named_fields() -> None:
 
 
 def test_access_log_format_with_an_unknown_field_is_a_usage_error() -> None:
-    result = subprocess.run(
-        hasten_command("proc_pid:app", "--access-log-format", "{client} {colour}"),
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = run_hasten("proc_pid:app", "--access-log-format", "{client} {colour}")
     assert result.returncode == 2
     assert "unknown field {colour}" in result.stderr
 

@@ -6,11 +6,11 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 
-from tests.harness import HastenProcess, RawClient, hasten_command, hasten_process, request
+from tests.harness import HastenProcess, RawClient, hasten_process, request
 from tests.supervisors.test_workers import get_pid, wait_for_pids
+from tests.test_config_sources import run_hasten
 
 
 def scrape(running: HastenProcess, path: str = "/metrics") -> tuple[int, str]:
@@ -78,12 +78,6 @@ def test_other_paths_on_the_metrics_port_are_404() -> None:
 
 
 def test_metrics_bind_without_a_port_is_a_usage_error() -> None:
-    result = subprocess.run(
-        hasten_command("proc_pid:app", "--metrics-bind", "localhost"),
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=False,
-    )
+    result = run_hasten("proc_pid:app", "--metrics-bind", "localhost")
     assert result.returncode == 2
     assert "metrics_bind='localhost' is not allowed; use HOST:PORT" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import time
@@ -61,28 +62,29 @@ def versioned(version: str) -> str:
     return (APPS_DIR / APP_FILE).read_text().replace('b"v1"', f'b"{version}"')
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_changed_file_is_served_after_reload(app_dir: Path, workers: str) -> None:
-    with hasten_process(
+def reloading(app_dir: Path, *options: str) -> contextlib.AbstractContextManager[HastenProcess]:
+    return hasten_process(
         "proc_versioned:app",
         "--port",
         "0",
         "--reload",
         "--reload-delay",
         "0.05",
-        "--workers",
-        workers,
+        *options,
         cwd=app_dir,
-    ) as running:
+    )
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_changed_file_is_served_after_reload(app_dir: Path, workers: str) -> None:
+    with reloading(app_dir, "--workers", workers) as running:
         assert get_body(running) == b"v1"
         edit_until_reloaded(running, app_dir / APP_FILE, versioned("v2"))
         wait_for_body(running, b"v2")
 
 
 def test_syntax_error_keeps_the_reloader_alive_until_fixed(app_dir: Path) -> None:
-    with hasten_process(
-        "proc_versioned:app", "--port", "0", "--reload", "--reload-delay", "0.05", cwd=app_dir
-    ) as running:
+    with reloading(app_dir) as running:
         assert get_body(running) == b"v1"
         edit_until_reloaded(running, app_dir / APP_FILE, "def broken(:\n")
         running.wait_for_line("waiting for a file change", timeout=20)
@@ -93,19 +95,7 @@ def test_syntax_error_keeps_the_reloader_alive_until_fixed(app_dir: Path) -> Non
 
 
 def test_files_outside_the_include_globs_do_not_reload(app_dir: Path) -> None:
-    with hasten_process(
-        "proc_versioned:app",
-        "--port",
-        "0",
-        "--reload",
-        "--reload-delay",
-        "0.05",
-        "--reload-include",
-        "*.py",
-        "--reload-exclude",
-        "ignored_*",
-        cwd=app_dir,
-    ) as running:
+    with reloading(app_dir, "--reload-include", "*.py", "--reload-exclude", "ignored_*") as running:
         (app_dir / "notes.txt").write_text("x")
         (app_dir / "ignored_module.py").write_text("x = 1\n")
         edit_until_reloaded(running, app_dir / APP_FILE, versioned("v2"))
