@@ -177,3 +177,15 @@ def test_app_that_cannot_load_stops_the_supervisor_with_status_1() -> None:
     ) as running:
         assert running.wait() == 1
         assert "failed to start" in running.output()
+
+
+def test_port_in_use_stops_the_supervisor_with_status_3() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with hasten_process(
+            "proc_pid:app", "--port", port, "--workers", "2", wait_listening=False
+        ) as running:
+            assert running.wait() == 3
+            assert "Address already in use" in running.output()

@@ -25,7 +25,7 @@ import watchfiles
 
 from hasten.config import Config
 from hasten.logs import error_logger
-from hasten.server import bind_socket
+from hasten.server import STARTUP_FAILURE, bind_socket
 from hasten.supervisors import needs_supervisor
 from hasten.supervisors.child import run_worker
 from hasten.supervisors.workers import WorkerSupervisor
@@ -96,7 +96,11 @@ class Reloader:
     def run(self) -> int:
         """Serve and reload until SIGINT/SIGTERM; return the exit status."""
         config = self.config
-        sockets = [bind_socket(config)]
+        try:
+            sockets = [bind_socket(config)]
+        except OSError as exc:
+            error_logger.error("%s", exc)
+            return STARTUP_FAILURE
         for sock in sockets:
             sock.set_inheritable(True)
         fds = [sock.fileno() for sock in sockets]

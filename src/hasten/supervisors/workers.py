@@ -27,7 +27,7 @@ from pathlib import Path
 from hasten.config import Config
 from hasten.logs import error_logger
 from hasten.metrics import MetricsEndpoint
-from hasten.server import bind_socket
+from hasten.server import STARTUP_FAILURE, bind_socket
 from hasten.supervisors.child import (
     READY,
     RETIRE,
@@ -117,12 +117,15 @@ class WorkerSupervisor:
         self._target = config.workers
         reserved: socket.socket | None = None
         use_reuse_port = config.reuse_port and config.uds is None and config.fd is None
-        if not self.sockets:
-            if use_reuse_port:
+        try:
+            if not self.sockets and use_reuse_port:
                 reserved = _reserve_port(config)
                 self.config = dataclasses.replace(config, port=reserved.getsockname()[1])
-            else:
+            elif not self.sockets:
                 self.sockets = [bind_socket(config)]
+        except OSError as exc:
+            error_logger.error("%s", exc)
+            return STARTUP_FAILURE
         error_logger.info(
             "Started supervisor process [%d] for %d worker(s)%s",
             os.getpid(),
