@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import hasten
-from tests.harness import APPS_DIR, hasten_command, hasten_process
+from tests.harness import APPS_DIR, RawClient, hasten_command, hasten_process, request
 
 
 def run_to_exit(
@@ -287,3 +287,45 @@ def test_no_access_log_silences_the_access_log() -> None:
         running.wait()
     assert "Shutting down" in running.output()
     assert "/silent" not in running.output()
+
+
+def test_timeout_keep_alive_option_closes_idle_connections() -> None:
+    with hasten_process("cli_target:app", "--port", "0", "--timeout-keep-alive", "0.3") as running:
+        client = RawClient(socket.create_connection((running.host, running.port), timeout=5))
+        with client:
+            client.send(request())
+            assert client.read_response().status == 200
+            assert client.is_closed(timeout=4)
+
+
+def test_limit_concurrency_option_answers_503_beyond_the_limit(tmp_path: Path) -> None:
+    with hasten_process(
+        "slow_app:app",
+        "--port",
+        "0",
+        "--limit-concurrency",
+        "1",
+        env={"SLOW_APP_RELEASE_FILE": str(tmp_path / "release")},
+    ) as running:
+        busy = RawClient(socket.create_connection((running.host, running.port), timeout=5))
+        busy.send(request("GET", "/slow"))
+        running.wait_for_line("request started")
+        with RawClient(socket.create_connection((running.host, running.port), timeout=5)) as extra:
+            extra.send(request())
+            assert extra.read_response().status == 503
+        (tmp_path / "release").touch()
+        assert busy.read_response().status == 200
+        busy.close()
+
+
+def test_ipv6_host_is_served_and_logged_in_brackets() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    with hasten_process("cli_target:app", "--host", "::1", "--port", "0") as running:
+        assert "Listening on http://[::1]:" in running.wait_for_line("Listening on")
+        assert httpx.get(f"http://[::1]:{running.port}/").status_code == 200
