@@ -199,6 +199,27 @@ def test_truncated_body_then_eof_gives_disconnect_never_a_short_complete_body(
     assert all(m.get("more_body", True) for m in messages)
 
 
+def test_concurrent_receive_calls_all_learn_of_the_disconnect() -> None:
+    body: list[Any] = []
+    results: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body.append(await receive())
+        waiting = [asyncio.ensure_future(receive()) for _ in range(3)]
+        waiting[0].cancel()  # one waiter giving up leaves the others waiting
+        results.extend(await asyncio.gather(*waiting[1:]))
+
+    with run_server(app) as server:
+        client = server.connect()
+        client.send(request("POST", body=b"x"))
+        wait_for(lambda: body)
+        client.close()
+        wait_for(lambda: len(results) == 2)
+    assert results == [{"type": "http.disconnect"}] * 2
+
+
 def test_send_after_the_client_left_raises_client_disconnected() -> None:
     errors: list[BaseException] = []
     started = threading.Event()

@@ -181,15 +181,21 @@ class RequestCycle:
         return {"type": "http.request", "body": body, "more_body": more_body}
 
     async def _wait(self) -> None:
-        waiter = self.waiter = self.conn.state.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self.waiter = None
+        """Wait for the next ``_wake()``.
+
+        Several ``receive()`` calls may wait at once (an app polling for the disconnect
+        in one task while reading in another): they share one future, shielded so that
+        cancelling one waiter leaves the others waiting.
+        """
+        waiter = self.waiter
+        if waiter is None:
+            waiter = self.waiter = self.conn.state.loop.create_future()
+        await asyncio.shield(waiter)
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
+        if waiter is not None:
+            self.waiter = None
             waiter.set_result(None)
 
     async def send(self, message: Message) -> None:
