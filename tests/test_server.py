@@ -20,13 +20,16 @@ def release_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def slow_server(release_file: Path) -> Iterator[HastenProcess]:
+def slow_server(release_file: Path, request: pytest.FixtureRequest) -> Iterator[HastenProcess]:
+    loop = getattr(request, "param", "auto")
     running = spawn_hasten(
         "slow_app:app",
         "--port",
         "0",
         "--timeout-keep-alive",
         "60",
+        "--loop",
+        loop,
         env={"SLOW_APP_RELEASE_FILE": str(release_file)},
     )
     try:
@@ -53,6 +56,7 @@ def signal_and_wait_for_shutdown(running: HastenProcess, sig: int) -> None:
     running.wait_for_line("Shutting down")
 
 
+@pytest.mark.parametrize("slow_server", ["uvloop", "asyncio"], indirect=True)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_in_flight_request_completes_with_connection_close_and_exit_0(
     slow_server: HastenProcess, release_file: Path, sig: int
