@@ -152,6 +152,11 @@ class Config:
         "HTTP/1.1: requests a client may pipeline ahead of the one being answered; more get "
         "429 and the connection closes.",
     )
+    limit_body_drain: int = setting(
+        1048576,
+        "HTTP/1.1: when the app answers before reading the whole request body, read and drop "
+        "at most this many more body bytes to keep the connection; beyond that it closes.",
+    )
     limit_write_buffer: int = setting(
         65536,
         "Response bytes buffered for a slow client before the app's send() waits (the "

@@ -54,6 +54,7 @@ class ServerState:
         "eager_tasks",
         "http2_preface_handler",
         "lifespan_state",
+        "limit_body_drain",
         "limit_concurrency",
         "limit_write_buffer",
         "loop",
@@ -83,6 +84,7 @@ class ServerState:
         self.limit_concurrency = config.limit_concurrency
         self.request_limits = RequestLimits.from_config(config)
         self.limit_write_buffer = config.limit_write_buffer
+        self.limit_body_drain = config.limit_body_drain
         self.timeout_request_header = config.timeout_request_header
         self.timeout_request_body = config.timeout_request_body
         self.trusted_proxies = (

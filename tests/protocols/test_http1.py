@@ -217,6 +217,14 @@ def test_huge_unread_body_after_an_early_response_closes_the_connection() -> Non
     assert [scope["path"] for scope in seen] == ["/"]
 
 
+def test_limit_body_drain_bounds_what_is_read_after_an_early_response() -> None:
+    with run_server(echo_path, limit_body_drain=10) as server, server.connect() as client:
+        client.send(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc")
+        assert client.read_response().body == b"/early"
+        client.send(b"x" * 20)
+        assert client.is_closed()
+
+
 # -- Expect: 100-continue -----------------------------------------------------------------
 
 

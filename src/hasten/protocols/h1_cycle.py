@@ -36,8 +36,6 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _COALESCE_LIMIT = 64 * 1024
 _CONTENT_LENGTH_VALUE = re.compile(rb"[0-9]{1,18}").fullmatch
 _NO_BODY_STATUSES = frozenset({204, 304})
-# Unread request body bytes dropped after an early response before the connection closes.
-DRAIN_LIMIT = 1024 * 1024
 
 
 class RequestCycle:
@@ -395,7 +393,7 @@ class RequestCycle:
             # dropped, up to a limit, so the connection can serve the next request
             # (RFC 9112 §9.3: read the entire body or close).
             self.body_size += len(chunk)
-            if self.body_size > DRAIN_LIMIT:
+            if self.body_size > self.conn.state.limit_body_drain:
                 self.conn.close_transport()
             return
         self.body.append(chunk)
