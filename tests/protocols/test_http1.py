@@ -5,7 +5,9 @@ half-close, unsupported upgrades, CONNECT."""
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -476,6 +478,8 @@ def test_date_and_server_headers_are_sent() -> None:
         assert response.header("server") == "hasten"
         date = response.header("date")
         assert date is not None and date.endswith(" GMT")
+        sent_at = email.utils.parsedate_to_datetime(date).timestamp()
+        assert abs(sent_at - time.time()) < 3
 
 
 def test_no_date_and_no_server_header_settings() -> None:
