@@ -178,7 +178,6 @@ class H1Connection(asyncio.Protocol):
         self._parse(data)
         if self.reading_head and self.head_bytes > self.limits.max_head_size:
             # httptools buffers an unfinished field whole: bound the head before it is parsed.
-            self.reading_head = False
             error_logger.debug("Refused request: head larger than its limit")
             self.reject(431)
         if self.cycle is None and (self.pipeline or self.pending_error):
@@ -439,6 +438,7 @@ class H1Connection(asyncio.Protocol):
 
     def reject(self, status: int) -> None:
         """Answer a request the parser refused, after any responses still owed, then close."""
+        self.reading_head = False  # nothing more of this connection is parsed
         broken = self.body_cycle
         self.body_cycle = None
         if broken is not None:
@@ -509,7 +509,6 @@ class H1Connection(asyncio.Protocol):
             if not self.head_started:
                 self.head_started = now
             elif now - self.head_started >= self.state.timeout_request_header:
-                self.reading_head = False
                 error_logger.debug("Request head not received in time; answering 408.")
                 self.reject(408)
             return
