@@ -205,8 +205,8 @@ class WebSocketConnection(asyncio.Protocol):
         # they are read as frames once the app accepts.
         self.early_bytes = bytearray()
         self.message_parts: list[Any] = []
+        # The decoder of the text message being reassembled; None for a binary one.
         self.text_decoder: codecs.IncrementalDecoder | None = None
-        self.message_is_text = False
         self.ping_timer: asyncio.TimerHandle | None = None
         self.pong_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
@@ -287,35 +287,44 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _collect(self, frame: Frame) -> bool:
         """Add a data frame to the message being received; False if that failed it."""
-        if frame.opcode is Opcode.TEXT:
-            self.message_is_text = True
-            self.text_decoder = codecs.getincrementaldecoder("utf-8")()
-        elif frame.opcode is Opcode.BINARY:
-            self.message_is_text = False
-        if self.message_is_text:
-            assert self.text_decoder is not None
-            try:
-                self.message_parts.append(self.text_decoder.decode(frame.data, frame.fin))
-            except UnicodeDecodeError:
-                # RFC 6455 §8.1: invalid UTF-8 fails the connection at once, with 1007.
-                self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
-                self._set_disconnect(CloseCode.INVALID_DATA, "")
-                return False
-        else:
-            self.message_parts.append(frame.data)
+        opcode = frame.opcode
+        try:
+            if opcode is not Opcode.CONT and frame.fin:
+                # The common case, a message in one frame, needs no reassembly.
+                if opcode is Opcode.TEXT:
+                    self._queue({"type": "websocket.receive", "text": str(frame.data, "utf-8")})
+                else:
+                    self._queue({"type": "websocket.receive", "bytes": bytes(frame.data)})
+                return True
+            if opcode is Opcode.TEXT:
+                self.text_decoder = codecs.getincrementaldecoder("utf-8")()
+            elif opcode is Opcode.BINARY:
+                self.text_decoder = None
+            decoder = self.text_decoder
+            # Text is decoded fragment by fragment, so invalid UTF-8 fails at once.
+            part = frame.data if decoder is None else decoder.decode(frame.data, frame.fin)
+        except UnicodeDecodeError:
+            # RFC 6455 §8.1: invalid UTF-8 fails the connection, with 1007.
+            self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+            self._set_disconnect(CloseCode.INVALID_DATA, "")
+            return False
+        self.message_parts.append(part)
         if frame.fin:
             parts, self.message_parts = self.message_parts, []
-            if self.message_is_text:
-                message: Message = {"type": "websocket.receive", "text": "".join(parts)}
+            if decoder is None:
+                self._queue({"type": "websocket.receive", "bytes": b"".join(parts)})
             else:
-                message = {"type": "websocket.receive", "bytes": b"".join(parts)}
-            if self.disconnect is None:
-                # Once the app has been told the connection is over, nothing is queued.
-                self.incoming.append(message)
-                if len(self.incoming) >= self.settings.max_queue:
-                    self.flow.pause_reading(PAUSED_FOR_BODY)
-                self._wake()
+                self._queue({"type": "websocket.receive", "text": "".join(parts)})
         return True
+
+    def _queue(self, message: Message) -> None:
+        """Hand a message to the app's ``receive()``; a full queue stops the reading."""
+        if self.disconnect is None:
+            # Once the app has been told the connection is over, nothing is queued.
+            self.incoming.append(message)
+            if len(self.incoming) >= self.settings.max_queue:
+                self.flow.pause_reading(PAUSED_FOR_BODY)
+            self._wake()
 
     def _set_disconnect(self, code: int, reason: str) -> None:
         if self.disconnect is None:
