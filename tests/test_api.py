@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 import hasten
-from tests.harness import APPS_DIR
+from tests.subprocesses import listening_process
 
 
 async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -28,28 +27,10 @@ async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.mark.parametrize("target", ["object", "string"])
 def test_run_serves_until_sigterm(target: str) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "embedded_run.py", target],
-        cwd=APPS_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "Listening on" in line:
-                break
-        url = line.split("Listening on ")[1].split(" ")[0]
+    with listening_process([sys.executable, "embedded_run.py", target]) as url:
         response = httpx.get(url)
-        assert response.status_code == 200
-        assert response.headers["x-embedded"] == "yes"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    assert response.status_code == 200
+    assert response.headers["x-embedded"] == "yes"
 
 
 def test_run_exits_1_when_the_app_cannot_be_loaded() -> None:

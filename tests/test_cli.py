@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -14,20 +13,7 @@ import pytest
 
 import hasten
 from tests.harness import APPS_DIR, RawClient, hasten_command, hasten_process, request
-
-
-def run_to_exit(
-    *args: str, cwd: Path = APPS_DIR, timeout: float = 20
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        hasten_command(*args),
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+from tests.subprocesses import listening_process, run_to_exit
 
 
 def test_python_dash_m_hasten_serves_the_app() -> None:
@@ -39,24 +25,8 @@ def test_python_dash_m_hasten_serves_the_app() -> None:
 
 def test_hasten_console_script_serves_the_app() -> None:
     script = Path(sys.executable).with_name("hasten")
-    assert script.exists(), script
-    process = subprocess.Popen(
-        [str(script), "cli_target:app", "--port", "0"],
-        cwd=APPS_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "Listening on" in line:
-                break
-        url = line.split("Listening on ")[1].split(" ")[0]
+    with listening_process([str(script), "cli_target:app", "--port", "0"]) as url:
         assert httpx.get(url + "/").status_code == 200
-    finally:
-        process.terminate()
-        assert process.wait(10) == 0
 
 
 def test_dotted_attribute_is_resolved() -> None:
@@ -83,30 +53,15 @@ def test_uds_serves_on_a_unix_socket(tmp_path: Path) -> None:
 
 
 def test_fd_serves_on_an_inherited_listening_socket() -> None:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    port = listener.getsockname()[1]
-    command = hasten_command("cli_target:app", "--fd", str(listener.fileno()))
-    process = subprocess.Popen(
-        command,
-        cwd=APPS_DIR,
-        pass_fds=[listener.fileno()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    listener.close()
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "Listening on" in line:
-                break
-        assert f"http://127.0.0.1:{port}" in line
-        assert httpx.get(f"http://127.0.0.1:{port}/via-fd").json()["path"] == "/via-fd"
-    finally:
-        process.terminate()
-        assert process.wait(10) == 0
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        command = hasten_command("cli_target:app", "--fd", str(fd))
+        with listening_process(command, pass_fds=[fd]) as url:
+            assert url == f"http://127.0.0.1:{port}"
+            assert httpx.get(url + "/via-fd").json()["path"] == "/via-fd"
 
 
 def test_app_dir_is_searched_for_the_app_module(tmp_path: Path) -> None:

@@ -5,24 +5,13 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.harness import APPS_DIR, hasten_command, request, run_server, spawn_hasten
-
-
-def run_to_exit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        hasten_command(*args),
-        check=False,
-        cwd=APPS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+from tests.harness import request, run_server, spawn_hasten
+from tests.subprocesses import run_to_exit
 
 
 def test_startup_completes_before_the_socket_accepts(tmp_path: Path) -> None:
