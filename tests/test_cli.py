@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -207,10 +206,6 @@ def test_forwarded_allow_ips_is_read_from_the_environment() -> None:
         body = httpx.get(running.url, headers={"x-forwarded-for": "203.0.113.9"}).json()
     # 127.0.0.1 is no longer trusted, so its X-Forwarded-For is ignored.
     assert body["client"][0] == "127.0.0.1"
-
-
-def test_hasten_executable_is_on_path_of_the_venv() -> None:
-    assert shutil.which("hasten", path=str(Path(sys.executable).parent)) is not None
 
 
 def test_default_headers_are_server_and_date() -> None:
