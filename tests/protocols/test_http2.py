@@ -435,6 +435,4 @@ def test_idle_connection_is_closed_after_keep_alive_timeout() -> None:
         H2Client(server.host, server.port).start() as client,
     ):
         client.response(client.request("/"))
-        client.wait_closed(timeout=5)
-    assert client.goaway is not None
-    assert client.goaway.error_code == 0
+        assert client.goaway_code(timeout=5) == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import ssl
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -170,8 +172,11 @@ class H2Connection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 has queued the GOAWAY with the error code RFC 9113 asks for.
             error_logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
+            if self.h2.state_machine.state != ConnectionState.CLOSED:
+                # A bad preface fails before h2 queues a GOAWAY (RFC 9113 §3.4).
+                self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            # Otherwise h2 has queued the GOAWAY with the error code RFC 9113 asks for.
             self._close_after_goaway()
             return
         handlers = _EVENT_HANDLERS
@@ -388,10 +393,9 @@ class H2Connection(asyncio.Protocol):
     def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
         """Reset a stream from the server side; this spends the client's reset budget too,
         as a client can provoke server resets on purpose (MadeYouReset, CVE-2025-8671)."""
-        try:
+        # h2 may have closed the stream already (the client's RST came in the same read).
+        with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.reset_stream(stream_id, error_code)
-        except h2.exceptions.ProtocolError:
-            return
         self.flush()
         if error_code != ErrorCodes.NO_ERROR:
             self._spend_reset()
@@ -463,9 +467,8 @@ class H2Connection(asyncio.Protocol):
             since = stream.stalled_since()
             if since is not None and since <= stalled_before:
                 error_logger.debug("Resetting stalled HTTP/2 stream %d.", stream.stream_id)
+                # The app, waiting in receive() or send(), learns of it as a disconnect.
                 stream.client_gone()
-                if stream.task is not None:
-                    stream.task.cancel()
                 self.reset_stream(stream.stream_id, ErrorCodes.CANCEL)
 
     # -- taking over an HTTP/1.1 connection -------------------------------------------------

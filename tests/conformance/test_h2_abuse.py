@@ -1,0 +1,305 @@
+"""Hostile HTTP/2 clients (hostile-inputs.md §2.6): each abuse is bounded, answered with the
+right GOAWAY or RST_STREAM code, and the server keeps serving everybody else.
+
+Well-formed traffic comes from h2's client state machine; frames it refuses to build
+(floods, protocol violations) are serialised with hyperframe and hpack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import h2.settings
+import pytest
+from h2.errors import ErrorCodes
+from hpack import Encoder
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from tests.harness import RunningServer, run_server
+from tests.protocols.h2client import PREFACE, H2Client
+
+REQUEST_HEADERS = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
+
+
+class AbuseApp:
+    """``/hang`` waits until cancelled; ``/body`` reads the body; ``/big`` answers 100 kB."""
+
+    def __init__(self) -> None:
+        self.disconnects = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/hang":
+            await asyncio.sleep(3600)
+        if scope["path"] == "/body":
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnects += 1
+                return
+        if scope["path"] == "/big":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x" * 100000})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.fixture
+def abuse() -> Iterator[tuple[RunningServer, AbuseApp]]:
+    app = AbuseApp()
+    with run_server(app, h2_timeout_stalled_stream=0.3, timeout_keep_alive=2) as server:
+        yield server, app
+        assert_still_serving(server)
+
+
+def assert_still_serving(server: RunningServer) -> None:
+    """A fresh connection is answered promptly after the abuse."""
+    started = time.monotonic()
+    with H2Client(server.host, server.port).start() as client:
+        assert client.response(client.request("/")).status == 200
+    assert time.monotonic() - started < 2
+
+
+def raw_connection(server: RunningServer) -> socket.socket:
+    sock = socket.create_connection((server.host, server.port), timeout=5)
+    sock.sendall(PREFACE + SettingsFrame(0).serialize())
+    return sock
+
+
+def goaway_code_after(server: RunningServer, payload: bytes, *, chunk: int = 65536) -> int:
+    """Send ``payload`` on a fresh connection, return the error code of the GOAWAY."""
+    sock = raw_connection(server)
+    client = H2Client(server.host, server.port, sock=sock)
+    client.conn.initiate_connection()
+    client.conn.data_to_send()  # already sent by raw_connection
+    try:
+        for start in range(0, len(payload), chunk):
+            sock.sendall(payload[start : start + chunk])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # closed mid-flood: the GOAWAY is in the receive buffer
+    try:
+        return client.goaway_code(timeout=10)
+    finally:
+        sock.close()
+
+
+def headers_frame(encoder: Encoder, stream_id: int, *, end_stream: bool = True, **kw: Any) -> bytes:
+    headers = kw.get("headers", REQUEST_HEADERS)
+    frame = HeadersFrame(stream_id, encoder.encode(headers))
+    frame.flags.add("END_HEADERS")
+    if end_stream:
+        frame.flags.add("END_STREAM")
+    return frame.serialize()
+
+
+# -- floods (RFC 9113 §10.5) -------------------------------------------------------------------
+
+
+def test_rapid_reset_gets_goaway_enhance_your_calm(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, _ = abuse
+    encoder = Encoder()
+    hang = [*REQUEST_HEADERS[:1], (":path", "/hang"), *REQUEST_HEADERS[2:]]
+    frames = []
+    for stream_id in range(1, 2 * 5000, 2):  # CVE-2023-44487
+        frames.append(headers_frame(encoder, stream_id, end_stream=False, headers=hang))
+        frames.append(RstStreamFrame(stream_id, error_code=ErrorCodes.CANCEL).serialize())
+    assert goaway_code_after(server, b"".join(frames)) == ErrorCodes.ENHANCE_YOUR_CALM
+    state = server.server.state
+    assert state is not None
+    deadline = time.monotonic() + 2
+    while state.tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not state.tasks  # every app the client reset was cancelled
+
+
+def test_streams_the_server_resets_count_toward_the_reset_budget(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    # MadeYouReset (CVE-2025-8671): DATA after END_STREAM makes the server reset the stream
+    # while its app runs on; the live streams stay capped and the connection is cut.
+    server, _ = abuse
+    encoder = Encoder()
+    hang = [*REQUEST_HEADERS[:1], (":path", "/hang"), *REQUEST_HEADERS[2:]]
+    frames = []
+    for stream_id in range(1, 2 * 3000, 2):
+        frames.append(headers_frame(encoder, stream_id, headers=hang))
+        frames.append(DataFrame(stream_id, b"x").serialize())
+    assert goaway_code_after(server, b"".join(frames)) in (
+        ErrorCodes.ENHANCE_YOUR_CALM,
+        ErrorCodes.STREAM_CLOSED,
+    )
+    state = server.server.state
+    assert state is not None
+    deadline = time.monotonic() + 2
+    while state.tasks and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not state.tasks
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        PingFrame(0, b"12345678"),  # CVE-2019-9512
+        SettingsFrame(0),  # CVE-2019-9515
+        WindowUpdateFrame(0, 1),
+    ],
+    ids=["ping", "settings", "window_update"],
+)
+def test_control_frame_flood_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp], frame: Any
+) -> None:
+    server, _ = abuse
+    assert goaway_code_after(server, frame.serialize() * 20000) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_empty_data_frame_flood_gets_goaway(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, _ = abuse  # CVE-2019-9518
+    body = [*REQUEST_HEADERS[:1], (":path", "/body"), *REQUEST_HEADERS[2:]]
+    payload = headers_frame(Encoder(), 1, end_stream=False, headers=body)
+    payload += DataFrame(1, b"").serialize() * 20000
+    assert goaway_code_after(server, payload) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_flood_without_reading_does_not_grow_the_write_buffer(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    # The client never reads the PING ACKs: the server stops reading (backpressure) or
+    # gives up; either way the connection ends and the process stays small.
+    server, _ = abuse
+    sock = raw_connection(server)
+    sock.settimeout(10)
+    flood = PingFrame(0, b"12345678").serialize() * 4000
+    try:
+        for _ in range(50):
+            sock.sendall(flood)
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        pass
+    sock.close()
+
+
+# -- header blocks (RFC 9113 §10.5.1, RFC 7541 §7) -------------------------------------------
+
+
+def test_continuation_flood_is_cut_before_decoding(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, _ = abuse  # CVE-2024-27316 family
+    first = HeadersFrame(1, Encoder().encode(REQUEST_HEADERS))
+    frames = [first.serialize()]
+    for _ in range(60):  # 60 frames of 16 KiB, never END_HEADERS
+        frames.append(ContinuationFrame(1, b"\x00" * 16000).serialize())
+    code = goaway_code_after(server, b"".join(frames))
+    assert code in (ErrorCodes.ENHANCE_YOUR_CALM, ErrorCodes.PROTOCOL_ERROR)
+
+
+def test_endless_empty_continuation_frames_are_refused(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse
+    first = HeadersFrame(1, Encoder().encode(REQUEST_HEADERS)).serialize()
+    payload = first + ContinuationFrame(1, b"").serialize() * 10000
+    assert goaway_code_after(server, payload) in (
+        ErrorCodes.ENHANCE_YOUR_CALM,
+        ErrorCodes.PROTOCOL_ERROR,
+    )
+
+
+def test_hpack_bomb_is_refused(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, _ = abuse  # CVE-2016-6581: one 4 KB entry referenced many times
+    encoder = Encoder()
+    bomb = REQUEST_HEADERS + [("x-bomb", "a" * 4000)] * 100
+    payload = headers_frame(encoder, 1, headers=bomb)
+    assert len(payload) < 16384
+    assert goaway_code_after(server, payload) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+# -- stalls ------------------------------------------------------------------------------------
+
+
+def test_stream_that_never_sends_its_body_is_reset(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, app = abuse
+    with H2Client(server.host, server.port).start() as client:
+        stream_id = client.request("/body", end_stream=False)
+        response = client.response(stream_id, timeout=5)
+    assert response.reset_code == ErrorCodes.CANCEL
+    deadline = time.monotonic() + 2
+    while not app.disconnects and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert app.disconnects == 1  # the app waiting for the body is told
+
+
+def test_zero_window_stall_is_reset(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, _ = abuse
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    with H2Client(server.host, server.port, settings=settings).start() as client:
+        response = client.response(client.request("/big"), timeout=5)
+    assert response.reset_code == ErrorCodes.CANCEL
+    assert response.body == b""
+
+
+# -- protocol violations (RFC 9113) ----------------------------------------------------------
+
+
+def test_more_streams_than_allowed_are_refused() -> None:
+    app = AbuseApp()
+    with run_server(app, h2_max_concurrent_streams=4) as server:
+        encoder = Encoder()
+        hang = [*REQUEST_HEADERS[:1], (":path", "/hang"), *REQUEST_HEADERS[2:]]
+        payload = b"".join(headers_frame(encoder, n, headers=hang) for n in range(1, 12, 2))
+        code = goaway_code_after(server, payload)
+        assert code in (ErrorCodes.PROTOCOL_ERROR, ErrorCodes.REFUSED_STREAM)  # §5.1.2
+        assert_still_serving(server)
+
+
+def test_wrong_preface_gets_protocol_error() -> None:
+    with run_server(AbuseApp(), http="h2") as server:
+        sock = socket.create_connection((server.host, server.port), timeout=5)
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + SettingsFrame(0).serialize())
+        client = H2Client(server.host, server.port, sock=sock)
+        client.conn.initiate_connection()
+        assert client.goaway_code() == ErrorCodes.PROTOCOL_ERROR  # §3.4
+        sock.close()
+        assert_still_serving(server)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (HeadersFrame(2, b"\x82", flags=["END_HEADERS"]).serialize(), ErrorCodes.PROTOCOL_ERROR),
+        (WindowUpdateFrame(0, 0).serialize(), ErrorCodes.PROTOCOL_ERROR),  # §6.9
+        (b"\x00\x00\x07\x06\x00\x00\x00\x00\x001234567", ErrorCodes.FRAME_SIZE_ERROR),  # §6.7
+        (b"\x00\x40\x01\x00\x00\x00\x00\x00\x01" + b"\x00" * 16385, ErrorCodes.FRAME_SIZE_ERROR),
+    ],
+    # §5.1.1 even stream id; §6.9 increment 0; §6.7 PING length; §4.2 frame size
+    ids=["even_stream_id", "window_update_zero", "ping_length", "oversized_frame"],
+)
+def test_protocol_violation_gets_goaway(
+    abuse: tuple[RunningServer, AbuseApp], payload: bytes, expected: int
+) -> None:
+    server, _ = abuse
+    assert goaway_code_after(server, payload) == expected
+
+
+def test_uppercase_request_header_is_refused(abuse: tuple[RunningServer, AbuseApp]) -> None:
+    server, _ = abuse  # §8.2: field names are lower case (h2 CVE-2025-57804 family)
+    payload = headers_frame(Encoder(), 1, headers=[*REQUEST_HEADERS, ("Content-Type", "x")])
+    assert goaway_code_after(server, payload) == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_connection_specific_request_header_is_refused(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse  # §8.2.2
+    payload = headers_frame(Encoder(), 1, headers=[*REQUEST_HEADERS, ("connection", "close")])
+    assert goaway_code_after(server, payload) == ErrorCodes.PROTOCOL_ERROR
