@@ -83,8 +83,9 @@ def test_changed_file_is_served_after_reload(app_dir: Path, workers: str) -> Non
         wait_for_body(running, b"v2")
 
 
-def test_syntax_error_keeps_the_reloader_alive_until_fixed(app_dir: Path) -> None:
-    with reloading(app_dir) as running:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_syntax_error_is_shown_once_and_the_reloader_recovers(app_dir: Path, workers: str) -> None:
+    with reloading(app_dir, "--workers", workers) as running:
         assert get_body(running) == b"v1"
         edit_until_reloaded(running, app_dir / APP_FILE, "def broken(:\n")
         running.wait_for_line("waiting for a file change", timeout=20)

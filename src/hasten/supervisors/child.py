@@ -135,6 +135,15 @@ class WorkerChannel:
             self.send(HEARTBEAT)
 
 
+def log_load_error(config: Config, exc: AppLoadError) -> None:
+    """The one error line for an app that cannot be loaded (with traceback at debug level)."""
+    error_logger.error(
+        "Error loading ASGI app. %s",
+        exc,
+        exc_info=exc if config.log_level_number <= logging.DEBUG else None,
+    )
+
+
 def run_worker(
     config: Config, sockets: Sequence[socket.socket], channel: socket.socket | None = None
 ) -> int:
@@ -176,11 +185,7 @@ def run_worker(
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except AppLoadError as exc:
-        error_logger.error(
-            "Error loading ASGI app. %s",
-            exc,
-            exc_info=exc if config.log_level_number <= logging.DEBUG else None,
-        )
+        log_load_error(config, exc)
         return APP_LOAD_FAILURE
     if server.exit_code:
         return server.exit_code

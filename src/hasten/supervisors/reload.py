@@ -24,10 +24,11 @@ from typing import Any
 import watchfiles
 
 from hasten.config import Config
+from hasten.importer import AppLoadError, load_app
 from hasten.logs import error_logger
 from hasten.server import STARTUP_FAILURE, bind_socket
 from hasten.supervisors import needs_supervisor
-from hasten.supervisors.child import run_worker
+from hasten.supervisors.child import APP_LOAD_FAILURE, log_load_error, run_worker
 from hasten.supervisors.workers import WorkerSupervisor
 
 DEFAULT_INCLUDE = ("*.py",)
@@ -77,6 +78,14 @@ def child_main() -> None:
     config.configure_logging()
     sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
     if needs_supervisor(config):
+        # This interpreter lives for one generation of the code: import the app once here,
+        # so an error shows once, not once per worker, and the workers inherit it on fork.
+        try:
+            app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+        except AppLoadError as exc:
+            log_load_error(config, exc)
+            sys.exit(APP_LOAD_FAILURE)
+        config = dataclasses.replace(config, app=app, factory=False)
         sys.exit(WorkerSupervisor(config, sockets).run())
     sys.exit(run_worker(config, sockets))
 
