@@ -172,6 +172,11 @@ class Config:
         "HTTP/1.1: answer 408 (or close) when a request body the server is reading makes no "
         "progress for this many seconds.",
     )
+    timeout_response_write: float = setting(
+        60.0,
+        "HTTP/1.1: close the connection when the client has taken none of the response for "
+        "this many seconds while the app waits to send more (a client that never reads).",
+    )
     proxy_headers: bool = setting(
         False,
         "Trust X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips peers.",
@@ -384,6 +389,7 @@ class Config:
             "limit_write_buffer",
             "timeout_request_header",
             "timeout_request_body",
+            "timeout_response_write",
         ):
             number = getattr(self, name)
             if number is not None and number <= 0:

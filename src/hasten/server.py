@@ -199,7 +199,10 @@ class Server:
         # timer for the whole server instead of one per connection.
         # It also enforces the request read timeouts, so it ticks often enough for the shortest.
         shortest = min(
-            keep_alive, self.config.timeout_request_header, self.config.timeout_request_body
+            keep_alive,
+            self.config.timeout_request_header,
+            self.config.timeout_request_body,
+            self.config.timeout_response_write,
         )
         interval = min(1.0, max(0.05, shortest / 4))
         while not self._should_exit:

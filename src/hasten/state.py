@@ -66,6 +66,7 @@ class ServerState:
         "timeout_keep_alive",
         "timeout_request_body",
         "timeout_request_header",
+        "timeout_response_write",
         "trusted_proxies",
         "upgrade_handlers",
     )
@@ -87,6 +88,7 @@ class ServerState:
         self.limit_body_drain = config.limit_body_drain
         self.timeout_request_header = config.timeout_request_header
         self.timeout_request_body = config.timeout_request_body
+        self.timeout_response_write = config.timeout_response_write
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
         )

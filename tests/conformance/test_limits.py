@@ -3,14 +3,17 @@ limits so the tests stay fast."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from tests.conformance.recording_app import RecordingApp
 from tests.conformance.wire import HOST, assert_refused, assert_still_serving, exchange, send_all
-from tests.harness import RunningServer, run_server
+from tests.harness import RawClient, RunningServer, run_server
 
 Served = tuple[RunningServer, RecordingApp]
 
@@ -185,3 +188,39 @@ def test_idle_connection_before_any_byte_is_closed(served: Served) -> None:
     with server.connect(timeout=5) as client:
         # timeout_keep_alive applies before the first request too.
         assert client.is_closed(timeout=4)
+
+
+async def endless_stream(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    try:
+        while True:
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+    except OSError:
+        STREAM_ENDINGS.append("send raised")
+        raise
+
+
+STREAM_ENDINGS: list[str] = []
+
+
+def test_client_that_stops_reading_is_dropped_and_the_app_released() -> None:
+    STREAM_ENDINGS.clear()
+    with run_server(
+        endless_stream, http="h1", timeout_response_write=0.5, log_level="critical"
+    ) as server:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((server.host, server.port))
+        with RawClient(sock) as client:
+            client.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            deadline = time.monotonic() + 5
+            while not STREAM_ENDINGS and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert STREAM_ENDINGS == ["send raised"]
+            # What was buffered before the drop is readable; then the connection is gone.
+            sock.settimeout(5)
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(1 << 20):
+                    pass

@@ -85,6 +85,7 @@ class H1Connection(asyncio.Protocol):
         "tls_extension",
         "transport",
         "url",
+        "write_stalled_since",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -109,6 +110,7 @@ class H1Connection(asyncio.Protocol):
         self.body_budget: int | None = None
         self.received = False
         self.stalled_since = 0.0
+        self.write_stalled_since = 0.0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class H1Connection(asyncio.Protocol):
         self.flow.pause_writing()
 
     def resume_writing(self) -> None:
+        self.write_stalled_since = 0.0
         self.flow.resume_writing()
 
     def data_received(self, data: bytes) -> None:
@@ -491,11 +494,25 @@ class H1Connection(asyncio.Protocol):
 
     def close_if_idle_since_before(self, deadline: float) -> None:
         """The server's periodic tick: close a keep-alive connection idle since before
-        ``deadline``, and refuse a client too slow sending its request."""
+        ``deadline``, refuse a client too slow sending its request, and drop one that stopped
+        reading its response."""
         if self.idle_since and self.idle_since <= deadline and self.cycle is None:
             self.close_transport()
-        elif self.reading_head or self.body_cycle is not None:
+            return
+        if self.reading_head or self.body_cycle is not None:
             self._enforce_read_timeouts()
+        if self.flow.write_paused:
+            self._enforce_write_timeout()
+
+    def _enforce_write_timeout(self) -> None:
+        # Backpressure keeps the buffered response bounded; this frees the connection and
+        # the app's task from a client that never reads (slow read, zero window).
+        now = self.state.loop.time()
+        if not self.write_stalled_since:
+            self.write_stalled_since = now
+        elif now - self.write_stalled_since >= self.state.timeout_response_write:
+            error_logger.debug("Client stopped reading the response; closing the connection.")
+            self.abort()
 
     def _enforce_read_timeouts(self) -> None:
         if self.transport.is_closing() or not self.transport.is_reading():
