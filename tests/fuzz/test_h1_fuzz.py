@@ -29,7 +29,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
-    max_examples=20_000,
+    max_examples=10_000,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
