@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 from tests.harness import HastenProcess, RawClient, hasten_process, request
 
@@ -189,3 +190,41 @@ def test_port_in_use_stops_the_supervisor_with_status_3() -> None:
         ) as running:
             assert running.wait() == 3
             assert "Address already in use" in running.output()
+
+
+def test_worker_dying_at_startup_is_restarted_with_growing_delays(tmp_path: Path) -> None:
+    marker = tmp_path / "broken"
+    env = {"PROC_FRAGILE_MARKER": str(marker)}
+    with hasten_process("proc_fragile:app", "--port", "0", "--workers", "2", env=env) as running:
+        first, second = wait_for_pids(running, 2)
+        marker.touch()
+        os.kill(first, signal.SIGKILL)
+        running.wait_for_line("during startup (exit code 1); starting a new one in 0.5 s")
+        running.wait_for_line("during startup (exit code 1); starting a new one in 1.0 s")
+        assert get_pid(running) == second  # the healthy worker serves on
+        marker.unlink()
+        wait_for_pids(running, 3, timeout=15)
+
+
+def test_graceful_stop_is_bounded_by_the_shutdown_timeout(tmp_path: Path) -> None:
+    env = {"PROC_FRAGILE_MARKER": str(tmp_path / "absent")}
+    with hasten_process(
+        "proc_fragile:app",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--timeout-graceful-shutdown",
+        "0.5",
+        env=env,
+    ) as running:
+        wait_for_pids(running, 2)
+        sock = socket.create_connection((running.host, running.port), timeout=5)
+        sock.sendall(request(path="/slow"))
+        running.wait_for_line("slow request started")
+        started = time.monotonic()
+        running.process.send_signal(signal.SIGTERM)
+        assert running.wait(10) == 0
+        assert time.monotonic() - started < 5
+        assert "Graceful shutdown timed out" in running.output()
+        sock.close()

@@ -1,0 +1,25 @@
+"""Fails at import while the file named by $PROC_FRAGILE_MARKER exists; else like proc_pid."""
+
+import asyncio
+import os
+from pathlib import Path
+
+if Path(os.environ["PROC_FRAGILE_MARKER"]).exists():
+    raise RuntimeError("refusing to start: marker file present")
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        print("slow request started", flush=True)  # the test waits for this line
+        await asyncio.sleep(30)
+    body = str(os.getpid()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
