@@ -12,10 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tests.harness import APPS_DIR, RawClient, request
 
-_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
+_LISTENING = re.compile(r"Listening at: https?://127\.0\.0\.1:(\d+)")
 
 
 @dataclass
@@ -123,3 +124,25 @@ def test_gunicorn_request_limits_apply_to_hasten() -> None:
     with gunicorn("proc_pid:app", "--limit-request-line", "64") as running:
         assert running.get("/" + "a" * 100)[0] == 414
         assert running.get("/short")[0] == 200
+
+
+def test_gunicorn_tls_settings_make_hasten_serve_https(tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.private_key_pem.write_to_path(str(keyfile))
+    certificate.cert_chain_pems[0].write_to_path(str(certfile))
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    with gunicorn(
+        "proc_pid:app", "--certfile", str(certfile), "--keyfile", str(keyfile)
+    ) as running:
+        raw = socket.create_connection(("127.0.0.1", running.port), timeout=5)
+        with client_context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            client = RawClient(tls)  # type: ignore[arg-type]
+            client.send(request(headers={"Connection": "close"}))
+            assert client.read_response().status == 200
