@@ -244,3 +244,9 @@ def test_ping_flood_from_a_peer_that_never_reads_is_bounded(server: RunningServe
         # The server stops reading while its pongs pile up unread.
         assert sent < 128 * 1024 * 1024
     assert_still_serving(server)
+
+
+def test_close_between_fragments_is_a_clean_close(server: RunningServer) -> None:
+    # RFC 6455 §5.4: control frames, close included, may come between fragments.
+    data = frame(0x1, b"frag1", fin=False) + frame(0x8, close_payload(1000)) + frame(0x0, b"x")
+    assert closes_with(server, data) == 1000

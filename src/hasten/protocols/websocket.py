@@ -74,6 +74,18 @@ class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
 _protocol_logger = _QuietLogger(error_logger, {})
 
 
+class _ServerProtocol(ServerProtocol):
+    """websockets' server side, with a close frame allowed between fragments."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            # RFC 6455 §5.4: control frames may come between the fragments of a message;
+            # a close there ends the connection cleanly, and the unfinished message with
+            # it (websockets would fail the connection with 1002).
+            self.current_size = None
+        super().recv_frame(frame)
+
+
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
     """The ``ws_*`` settings, read once per server."""
@@ -135,7 +147,7 @@ def upgrade_to_websocket(
         conn.transport.write(plain_response(426, extra_headers=_VERSION_REQUIRED))
         conn.close_transport()
         return True
-    protocol = ServerProtocol(
+    protocol = _ServerProtocol(
         extensions=[ServerPerMessageDeflateFactory()] if settings.per_message_deflate else None,
         state=OPEN,
         max_size=settings.max_size,
