@@ -224,3 +224,20 @@ def test_client_that_stops_reading_is_dropped_and_the_app_released() -> None:
             with contextlib.suppress(ConnectionResetError):
                 while sock.recv(1 << 20):
                     pass
+
+
+def test_endless_empty_lines_before_a_request_get_408(served: Served) -> None:
+    server, app = served
+    with server.connect(timeout=5) as client:
+        started = time.monotonic()
+        client.sock.settimeout(0.1)
+        while b"\r\n\r\n" not in client.buffer and time.monotonic() - started < 4:
+            send_all(client, b"\r\n")
+            with contextlib.suppress(TimeoutError):
+                client._fill()
+        client.sock.settimeout(5)
+        assert client.read_response().status == 408
+        assert time.monotonic() - started < 3
+        assert client.is_closed()
+    assert app.requests == []
+    assert_still_serving(server, app)

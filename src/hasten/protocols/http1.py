@@ -499,7 +499,11 @@ class H1Connection(asyncio.Protocol):
         if self.idle_since and self.idle_since <= deadline and self.cycle is None:
             self.close_transport()
             return
-        if self.reading_head or self.body_cycle is not None:
+        # Bytes arrived since the connection was last idle, yet no request is under way:
+        # empty lines before a request line (RFC 9112 §2.2), which must not be a way to
+        # stay connected forever either.
+        between_requests = not (self.idle_since or self.cycle or self.pipeline)
+        if self.reading_head or between_requests or self.body_cycle is not None:
             self._enforce_read_timeouts()
         if self.flow.write_paused:
             self._enforce_write_timeout()
@@ -520,7 +524,7 @@ class H1Connection(asyncio.Protocol):
             self.stalled_since = 0.0
             return
         now = self.state.loop.time()
-        if self.reading_head:
+        if self.body_cycle is None:
             # Slowloris (RFC 9112 §9.5 leaves the timeout to the server): the head has a
             # deadline counted from the first tick that saw it, never extended by a byte.
             if not self.head_started:
