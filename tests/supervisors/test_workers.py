@@ -228,3 +228,11 @@ def test_graceful_stop_is_bounded_by_the_shutdown_timeout(tmp_path: Path) -> Non
         assert time.monotonic() - started < 5
         assert "Graceful shutdown timed out" in running.output()
         sock.close()
+
+
+def test_workers_stop_when_the_supervisor_is_killed() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2") as running:
+        pids = wait_for_pids(running, 2)
+        running.process.kill()
+        running.wait_for_line("lost its supervisor; stopping")
+        wait_until(lambda: not any(alive(pid) for pid in pids), what="orphaned workers to exit")
