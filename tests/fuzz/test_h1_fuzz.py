@@ -152,7 +152,9 @@ def split_responses(data: bytes, *, head_first: bool = False) -> list[int]:
             fields[name.lower()] = value.strip()
         if status < 200 or status in (204, 304):
             continue
-        if head_first and len(statuses) == 1:
+        if head_first and len(statuses) == 1 and status < 400:
+            # The server's own error responses keep their short body even for HEAD: the
+            # connection closes right after them, so the framing stays unambiguous.
             continue
         if b"content-length" in fields:
             length = int(fields[b"content-length"])
