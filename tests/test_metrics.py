@@ -81,3 +81,13 @@ def test_metrics_bind_without_a_port_is_a_usage_error() -> None:
     result = run_hasten("proc_pid:app", "--metrics-bind", "localhost")
     assert result.returncode == 2
     assert "metrics_bind='localhost' is not allowed; use HOST:PORT" in result.stderr
+
+
+def test_metrics_port_in_use_stops_hasten_with_status_3() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_hasten("proc_pid:app", "--port", "0", "--metrics-bind", bind)
+    assert result.returncode == 3
+    assert "Address already in use" in result.stderr

@@ -116,10 +116,20 @@ class MetricsEndpoint:
 
     def __init__(self, bind: str) -> None:
         host, port = parse_bind(bind)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.directory = tempfile.mkdtemp(prefix="hasten-metrics-")
-        # prometheus_client picks multi-process storage when first imported, from this.
-        os.environ[MULTIPROCESS_DIR_VARIABLE] = self.directory
-        prometheus = self._prometheus = _import_prometheus()
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+            self.socket.listen(16)
+            self.socket.setblocking(False)
+            # prometheus_client picks multi-process storage when first imported, from this.
+            os.environ[MULTIPROCESS_DIR_VARIABLE] = self.directory
+            prometheus = self._prometheus = _import_prometheus()
+        except BaseException:
+            self.close()
+            raise
         self._multiprocess: Any = prometheus.multiprocess
         self.registry = prometheus.CollectorRegistry()
         self._multiprocess.MultiProcessCollector(self.registry)
@@ -129,12 +139,6 @@ class MetricsEndpoint:
             ["reason"],
             registry=None,
         )
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.socket.listen(16)
-        self.socket.setblocking(False)
         bound = self.socket.getsockname()
         shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
         error_logger.info("Metrics on http://%s:%d/metrics", shown, bound[1])

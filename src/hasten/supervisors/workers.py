@@ -123,7 +123,9 @@ class WorkerSupervisor:
                 self.config = dataclasses.replace(config, port=reserved.getsockname()[1])
             elif not self.sockets:
                 self.sockets = [bind_socket(config)]
-        except OSError as exc:
+            if config.metrics_bind is not None:
+                self._metrics = MetricsEndpoint(config.metrics_bind)
+        except (OSError, RuntimeError) as exc:  # a socket that cannot be bound; no metrics extra
             error_logger.error("%s", exc)
             return STARTUP_FAILURE
         error_logger.info(
@@ -133,8 +135,7 @@ class WorkerSupervisor:
             " (SO_REUSEPORT)" if use_reuse_port else "",
         )
         self._selector = selectors.DefaultSelector()
-        if config.metrics_bind is not None:
-            self._metrics = MetricsEndpoint(config.metrics_bind)
+        if self._metrics is not None:
             self._selector.register(self._metrics.socket, selectors.EVENT_READ, self._metrics)
         wake_reader, wake_writer = socket.socketpair()
         wake_reader.setblocking(False)
@@ -183,7 +184,7 @@ class WorkerSupervisor:
                 continue
             self._check_health(now)
             self._check_memory(now)
-            self._advance_retirement(now)
+            self._advance_retirement()
             self._keep_worker_count(now)
 
     # -- workers ---------------------------------------------------------------------------
@@ -329,7 +330,7 @@ class WorkerSupervisor:
         for _ in range(self._target - len(serving)):
             self._spawn()
 
-    def _advance_retirement(self, now: float) -> None:
+    def _advance_retirement(self) -> None:
         retiring = [h for h in self.workers.values() if h.retiring and not h.stopping]
         if retiring:
             serving = self._serving()
