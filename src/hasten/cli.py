@@ -27,6 +27,10 @@ def _click_type(annotation: Any, choices: Any) -> Any:
     return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(annotation, click.STRING)
 
 
+def _flag_default(default: object) -> str:
+    return "auto" if default is None else "on" if default else "off"
+
+
 def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any], Any]:
     meta = item.metadata
     option_name = (meta.get("option") or item.name).replace("_", "-")
@@ -36,7 +40,7 @@ def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any]
             f"{flag_name}/--no-{option_name}",
             item.name,
             default=None,
-            help=f"{meta['help']}  [default: {'on' if item.default else 'off'}]",
+            help=f"{meta['help']}  [default: {_flag_default(item.default)}]",
         )
     default = (
         item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default

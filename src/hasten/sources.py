@@ -48,6 +48,7 @@ class SettingSpec:
     help: str
     default: Any
     legacy_env: str | None
+    option_name: str
 
     @property
     def env_name(self) -> str:
@@ -55,7 +56,7 @@ class SettingSpec:
 
     @property
     def option(self) -> str:
-        return "APP" if self.name == "app" else "--" + self.name.replace("_", "-")
+        return "APP" if self.name == "app" else "--" + self.option_name.replace("_", "-")
 
 
 def _spec_for(item: dataclasses.Field[Any], annotation: Any) -> SettingSpec:
@@ -88,6 +89,7 @@ def _spec_for(item: dataclasses.Field[Any], annotation: Any) -> SettingSpec:
         help=item.metadata.get("help", ""),
         default=default,
         legacy_env=item.metadata.get("env"),
+        option_name=item.metadata.get("option") or item.name,
     )
 
 
@@ -367,7 +369,7 @@ def settings_reference() -> str:
             env += f", `{spec.legacy_env}`"
         option = spec.option
         if spec.kind is bool and not spec.many:
-            option += f" / --no-{spec.name.replace('_', '-')}"
+            option += f" / --no-{spec.option_name.replace('_', '-')}"
         meaning = spec.help
         if spec.choices:
             meaning += " One of " + ", ".join(f"`{choice}`" for choice in spec.choices) + "."
