@@ -39,23 +39,6 @@ class HTTPScope(TypedDict):
     extensions: dict[str, Any]
 
 
-class WebSocketScope(TypedDict):
-    type: Literal["websocket"]
-    asgi: ASGIVersions
-    http_version: str
-    scheme: str
-    path: str
-    raw_path: bytes
-    query_string: bytes
-    root_path: str
-    headers: list[tuple[bytes, bytes]]
-    client: tuple[str, int] | None
-    server: tuple[str, int | None] | None
-    subprotocols: list[str]
-    state: dict[str, Any]
-    extensions: dict[str, Any]
-
-
 class LifespanScope(TypedDict):
     type: Literal["lifespan"]
     asgi: ASGIVersions
@@ -168,7 +151,9 @@ WEBSOCKET_DENIAL_EXTENSION = "websocket.http.response"
 
 
 def websocket_scope(http_scope: Scope) -> Scope:
-    """The ASGI websocket scope of an upgrade request, from the request's HTTP scope.
+    """The ASGI websocket scope of an upgrade request, from the request's HTTP scope: the
+    same keys but ``method``, with ``type`` "websocket", scheme ``ws``/``wss``,
+    ``subprotocols``, and the denial extension advertised.
 
     Subprotocols are the comma-separated tokens of every ``Sec-WebSocket-Protocol`` field
     (RFC 6455 §4.2.1 item 8), decoded as Latin-1 so that no byte can make decoding fail.
