@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.harness import HastenProcess, RawClient, hasten_process, request
+from tests.harness import HastenProcess, RawClient, hasten_command, hasten_process, request
 
 _SERVING = re.compile(r"Worker \[(\d+)\] is serving")
 
@@ -236,3 +236,20 @@ def test_workers_stop_when_the_supervisor_is_killed() -> None:
         running.process.kill()
         running.wait_for_line("lost its supervisor; stopping")
         wait_until(lambda: not any(alive(pid) for pid in pids), what="orphaned workers to exit")
+
+
+def test_workers_serve_an_inherited_socket_as_with_systemd_activation() -> None:
+    from tests.subprocesses import listening_process
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        command = hasten_command("proc_pid:app", "--fd", str(fd), "--workers", "2")
+        with listening_process(command, pass_fds=[fd]) as url:
+            assert url == f"http://127.0.0.1:{port}"
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            with RawClient(sock) as client:
+                client.send(request(headers={"Connection": "close"}))
+                assert client.read_response().status == 200
