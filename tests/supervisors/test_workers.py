@@ -253,3 +253,17 @@ def test_workers_serve_an_inherited_socket_as_with_systemd_activation() -> None:
             with RawClient(sock) as client:
                 client.send(request(headers={"Connection": "close"}))
                 assert client.read_response().status == 200
+
+
+def test_rolling_restart_into_broken_code_keeps_the_old_workers_serving(tmp_path: Path) -> None:
+    marker = tmp_path / "broken"
+    env = {"PROC_FRAGILE_MARKER": str(marker)}
+    with hasten_process("proc_fragile:app", "--port", "0", "--workers", "2", env=env) as running:
+        old = set(wait_for_pids(running, 2))
+        marker.touch()
+        running.process.send_signal(signal.SIGHUP)
+        running.wait_for_line("died during startup")
+        assert {get_pid(running) for _ in range(10)} <= old
+        marker.unlink()
+        wait_until(lambda: not any(alive(pid) for pid in old), 20, "old workers to stop")
+        assert get_pid(running) not in old
