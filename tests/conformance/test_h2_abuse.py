@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -83,17 +84,22 @@ def goaway_code_after(server: RunningServer, payload: bytes, *, chunk: int = 655
     """Send ``payload`` on a fresh connection, return the error code of the GOAWAY."""
     sock = raw_connection(server)
     client = H2Client(server.host, server.port, sock=sock)
-    client.conn.initiate_connection()
-    client.conn.data_to_send()  # already sent by raw_connection
-    try:
-        for start in range(0, len(payload), chunk):
-            sock.sendall(payload[start : start + chunk])
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # closed mid-flood: the GOAWAY is in the receive buffer
+
+    def send_all() -> None:
+        try:
+            for start in range(0, len(payload), chunk):
+                sock.sendall(payload[start : start + chunk])
+        except OSError:
+            pass  # closed mid-flood
+
+    # Read while sending, as a client would: the server's answers never block its input.
+    sender = threading.Thread(target=send_all)
+    sender.start()
     try:
         return client.goaway_code(timeout=10)
     finally:
         sock.close()
+        sender.join(10)
 
 
 def headers_frame(encoder: Encoder, stream_id: int, *, end_stream: bool = True, **kw: Any) -> bytes:

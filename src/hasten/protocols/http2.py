@@ -42,11 +42,13 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_PROTOCOLS = (
     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 )
-# Reading stops while this much (or more) waits in the transport's write buffer, so a
-# client that floods PINGs or SETTINGS without reading the ACKs can't grow it (CVE-2019-9512).
+# Why reading is paused: the transport's write buffer is full. A client that floods PINGs or
+# SETTINGS without reading the ACKs then can't grow it (CVE-2019-9512, CVE-2019-9515).
 _PAUSED_FOR_WRITES = 1
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
-_MAX_STREAM_ID = 2**31 - 1
+# How long input is read and dropped after a GOAWAY before the socket is closed.
+_LINGER_SECONDS = 1.0
+_RESETS_A_CLIENT_CAN_PROVOKE = frozenset({ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM})
 
 
 class H2Connection(asyncio.Protocol):
@@ -58,11 +60,13 @@ class H2Connection(asyncio.Protocol):
         "control_budget",
         "default_block",
         "default_pairs",
+        "extensions",
         "flow",
         "goaway_sent",
         "h2",
         "idle_since",
         "limits",
+        "lingering",
         "reset_budget",
         "scheme",
         "scope_base",
@@ -79,6 +83,7 @@ class H2Connection(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         self.closing = False
         self.goaway_sent = False
+        self.lingering = False
         self.upgrade_body_left = 0
         self.idle_since = 0.0
         self.default_block = b""
@@ -111,6 +116,8 @@ class H2Connection(asyncio.Protocol):
         self.h2.initiate_connection()
         self._open_connection_window()
         self.flush()
+        if self.state.shutting_down:
+            self.shutdown()
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
@@ -122,9 +129,9 @@ class H2Connection(asyncio.Protocol):
         )
         ssl_object = transport.get_extra_info("ssl_object")
         self.scheme = "https" if ssl_object is not None else "http"
-        extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
+        self.extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
         if ssl_object is not None:
-            extensions["tls"] = tls_scope_extension(ssl_object)
+            self.extensions["tls"] = tls_scope_extension(ssl_object)
         self.scope_base = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -132,12 +139,9 @@ class H2Connection(asyncio.Protocol):
             "root_path": self.state.root_path,
             "client": self.client,
             "server": self.server,
-            "extensions": extensions,
         }
         self.idle_since = self.state.loop.time()
         self.state.connections.add(self)
-        if self.state.shutting_down:
-            self.shutdown()
 
     def _open_connection_window(self) -> None:
         increment = self.limits.connection_window - self.h2.inbound_flow_control_window
@@ -165,6 +169,8 @@ class H2Connection(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         if self.upgrade_body_left:
             data = self._take_upgrade_body(data)
             if not data:
@@ -184,7 +190,7 @@ class H2Connection(asyncio.Protocol):
             handler = handlers.get(type(event))
             if handler is not None:
                 handler(self, event)
-            if self.transport.is_closing():
+            if self.lingering or self.transport.is_closing():
                 return
         if self._header_block_too_large():
             return
@@ -209,12 +215,11 @@ class H2Connection(asyncio.Protocol):
             self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         self.control_budget.earn(1)
-        stream = self._open_stream(stream_id, event.headers or [])
-        if stream is not None:
-            self._run_app(stream)
+        scope, status = self._build_scope(event.headers or [])
+        self._open_stream(stream_id, scope, status)
 
-    def _open_stream(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> H2Stream | None:
-        scope, status = self._build_scope(headers)
+    def _open_stream(self, stream_id: int, scope: dict[str, Any], status: int) -> H2Stream | None:
+        """Start the app for a request, or answer it with ``status`` if that is not 0."""
         stream = H2Stream(self, stream_id, scope)
         self.streams[stream_id] = stream
         self.idle_since = 0.0
@@ -222,6 +227,7 @@ class H2Connection(asyncio.Protocol):
             stream.send_plain_response(status)
             self.stream_task_done(stream)
             return None
+        self._run_app(stream)
         return stream
 
     def _build_scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, Any], int]:
@@ -270,6 +276,7 @@ class H2Connection(asyncio.Protocol):
             "query_string": query_string,
             "headers": regular,
             "state": self.state.lifespan_state.copy(),
+            "extensions": self.extensions.copy(),
         }
         if self.state.trusted_proxies is not None:
             scope["client"], scope["scheme"] = apply_proxy_headers(
@@ -367,7 +374,7 @@ class H2Connection(asyncio.Protocol):
 
     def _enhance_your_calm(self, reason: str) -> None:
         """RFC 9113 §10.5: a peer that abuses the protocol loses the connection."""
-        if self.transport.is_closing():
+        if self.lingering or self.transport.is_closing():
             return
         error_logger.warning("Closing HTTP/2 connection from %s: %s.", self.client, reason)
         self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
@@ -378,7 +385,7 @@ class H2Connection(asyncio.Protocol):
     def flush(self) -> None:
         """Write whatever h2 has queued, in one write."""
         data = self.h2.data_to_send()
-        if data and not self.transport.is_closing():
+        if data and not (self.lingering or self.transport.is_closing()):
             self.transport.write(data)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -397,7 +404,7 @@ class H2Connection(asyncio.Protocol):
         with contextlib.suppress(h2.exceptions.ProtocolError):
             self.h2.reset_stream(stream_id, error_code)
         self.flush()
-        if error_code != ErrorCodes.NO_ERROR:
+        if error_code in _RESETS_A_CLIENT_CAN_PROVOKE:
             self._spend_reset()
 
     def default_headers(self, overridden: set[bytes]) -> list[tuple[bytes, bytes]]:
@@ -428,8 +435,23 @@ class H2Connection(asyncio.Protocol):
     # -- shutdown ---------------------------------------------------------------------------
 
     def _close_after_goaway(self) -> None:
+        """Send the queued GOAWAY, then close without losing it.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy
+        the GOAWAY before the client reads it (a flooding client has plenty unread). So the
+        write side is shut after the GOAWAY and input is read and dropped for a moment.
+        """
         self.flush()
-        self.close_transport()
+        transport = self.transport
+        if transport.is_closing() or self.lingering:
+            return
+        if not transport.can_write_eof():  # TLS
+            transport.close()
+            return
+        self.lingering = True
+        transport.write_eof()
+        self.flow.resume_reading(_PAUSED_FOR_WRITES)
+        self.state.loop.call_later(_LINGER_SECONDS, self.close_transport)
 
     def close_transport(self) -> None:
         if not self.transport.is_closing():
@@ -442,7 +464,7 @@ class H2Connection(asyncio.Protocol):
         refuse to finish the streams in flight after it (RFC 9113 §6.8 lets them finish).
         """
         self.closing = True
-        if not self.goaway_sent and not self.transport.is_closing():
+        if not (self.goaway_sent or self.lingering or self.transport.is_closing()):
             self.goaway_sent = True
             self.flush()
             goaway = GoAwayFrame(0)
@@ -492,26 +514,25 @@ class H2Connection(asyncio.Protocol):
         cast(asyncio.Transport, transport).write(SWITCHING_PROTOCOLS)
         self._attach(transport)
         self._open_connection_window()
+        # The request keeps its HTTP/1.1 scope, minus the fields HTTP/2 doesn't carry.
         headers = [
             (name, value)
             for name, value in cycle.scope["headers"]
             if name not in CONNECTION_SPECIFIC_FIELDS and name not in (b"http2-settings", b"te")
         ]
-        pseudo = [
-            (b":method", cycle.scope["method"].encode("ascii")),
-            (
-                b":path",
-                cycle.scope["raw_path"]
-                + (b"?" + cycle.scope["query_string"] if cycle.scope["query_string"] else b""),
-            ),
-        ]
-        stream = self._open_stream(1, pseudo + headers)
-        if stream is not None:
-            self.upgrade_body_left = body_length
-            if not body_length:
-                stream.end_body()
-            self._run_app(stream)
+        scope = {
+            **cycle.scope,
+            "http_version": "2",
+            "headers": headers,
+            "extensions": self.extensions.copy(),
+        }
+        self.upgrade_body_left = body_length
+        stream = self._open_stream(1, scope, 0)
+        if stream is not None and not body_length:
+            stream.end_body()
         self.flush()
+        if self.state.shutting_down:
+            self.shutdown()
         if rest:
             self.data_received(rest)
 
@@ -521,8 +542,8 @@ class H2Connection(asyncio.Protocol):
         self.upgrade_body_left -= len(body)
         stream = self.streams.get(1)
         if stream is not None:
-            stream.body.append(body)
-            stream.wake()
+            # Outside HTTP/2 flow control: nothing to acknowledge.
+            stream.feed_body(body, 0)
             if not self.upgrade_body_left:
                 stream.end_body()
         return rest

@@ -147,6 +147,7 @@ class H2Stream:
         self.response_started = True
         self.head = [
             (b":status", b"%d" % status),
+            *self.conn.default_headers(set()),
             (b"content-type", PLAIN_RESPONSE_CONTENT_TYPE),
             (b"content-length", b"%d" % len(plain_response_body(status))),
         ]
@@ -261,10 +262,15 @@ class H2Stream:
         more_body = bool(message.get("more_body", False))
         if self.is_head or self.status in _NO_BODY_STATUSES:
             body = b""
-        if self.declared_length is not None:
+        declared = self.declared_length
+        if declared is not None and self.status not in _NO_BODY_STATUSES and not self.is_head:
+            # RFC 9113 §8.1.1: a body that doesn't match its content-length is malformed;
+            # the app's mistake must not reach the client as a complete response.
             self.sent_length += len(body)
-            if self.sent_length > self.declared_length:
+            if self.sent_length > declared:
                 raise RuntimeError("Response content is longer than its Content-Length.")
+            if not more_body and self.sent_length < declared:
+                raise RuntimeError("Response content is shorter than its Content-Length.")
         end_stream = not more_body and not self.wants_trailers
         try:
             if self.head is not None and not body:
@@ -351,10 +357,6 @@ class H2Stream:
                 self.status,
                 perf_counter() - self.start_time,
             )
-        declared = self.declared_length
-        body_expected = not self.is_head and self.status not in _NO_BODY_STATUSES
-        if declared is not None and body_expected and self.sent_length < declared:
-            error_logger.error("Response content is shorter than its Content-Length.")
         self.conn.response_finished(self)
 
     # -- connection side --------------------------------------------------------------------
