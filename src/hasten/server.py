@@ -16,7 +16,7 @@ from hasten.config import Config
 from hasten.importer import load_app
 from hasten.lifespan import Lifespan
 from hasten.logs import error_logger
-from hasten.protocols.http2 import connection_factory
+from hasten.protocols.negotiation import connection_factory
 from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
 from hasten.state import ServerState
 from hasten.tls import create_ssl_context

@@ -15,6 +15,7 @@ from typing import Any
 import h2.settings
 import httpx
 import pytest
+from h2.errors import ErrorCodes
 
 from tests.harness import run_server
 from tests.protocols.h2client import H2Client, parse_frames
@@ -436,3 +437,69 @@ def test_idle_connection_is_closed_after_keep_alive_timeout() -> None:
     ):
         client.response(client.request("/"))
         assert client.goaway_code(timeout=5) == 0
+
+
+# -- limits and app mistakes -------------------------------------------------------------------
+
+
+async def wrong_length_app(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]}
+    )
+    await send(
+        {"type": "http.response.body", "body": b"short", "more_body": scope["path"] == "/stream"}
+    )
+    if scope["path"] == "/stream":
+        await send({"type": "http.response.body", "body": b""})
+
+
+def test_body_shorter_than_content_length_is_never_a_complete_response() -> None:
+    with (
+        run_server(wrong_length_app) as server,
+        H2Client(server.host, server.port).start() as client,
+    ):
+        whole = client.response(client.request("/"))
+        streamed = client.response(client.request("/stream"))
+    assert whole.status == 500  # nothing was sent yet
+    assert streamed.reset_code == ErrorCodes.INTERNAL_ERROR  # the head was already out
+    assert b"short" in streamed.body
+
+
+def test_declared_body_over_the_limit_gets_413() -> None:
+    with (
+        run_server(echo_app, limit_request_body=100) as server,
+        H2Client(server.host, server.port).start() as client,
+    ):
+        stream_id = client.request(
+            "/", method="POST", headers=[("content-length", "1000")], end_stream=False
+        )
+        response = client.response(stream_id)
+    assert response.status == 413
+
+
+def test_streamed_body_over_the_limit_gets_413() -> None:
+    with (
+        run_server(echo_app, limit_request_body=1000) as server,
+        H2Client(server.host, server.port).start() as client,
+    ):
+        stream_id = client.request("/", method="POST", end_stream=False)
+        client.send_body(stream_id, b"x" * 5000, end_stream=False)
+        response = client.response(stream_id)
+        after = client.response(client.request("/"))
+    assert response.status == 413
+    assert after.status == 200
+
+
+def test_h2c_upgrade_keeps_the_root_path_once() -> None:
+    with run_server(echo_app, root_path="/api") as server:
+        result = subprocess.run(
+            ["curl", "-s", "--http2", f"{server.url}/x"],
+            capture_output=True,
+            timeout=20,
+            check=True,
+        )
+    summary = json.loads(result.stdout)
+    assert summary["http_version"] == "2"
+    assert summary["path"] == "/api/x"

@@ -2,20 +2,15 @@
 
 h2 is the sans-I/O layer: it is fed bytes and returns events, and turns the stream calls
 into bytes to send. This module moves those bytes, starts an app per stream
-(``http2_stream.H2Stream``), and keeps the abuse budgets (``http2_limits``). A connection
-becomes HTTP/2 by ALPN on TLS, by prior knowledge (the preface as the first bytes of a
-cleartext connection) or by an HTTP/1.1 ``Upgrade: h2c`` request.
+(``http2_stream.H2Stream``) and keeps the abuse budgets (``http2_limits``).
+``negotiation.py`` decides which connections speak HTTP/2.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import functools
-import ssl
-from collections.abc import Callable
 from typing import Any, cast
 
 import h2.config
@@ -28,15 +23,14 @@ from h2.errors import ErrorCodes
 from hyperframe.frame import GoAwayFrame
 
 from hasten.asgi import ASGI_VERSION, decode_path
-from hasten.config import Config
 from hasten.logs import error_logger
 from hasten.protocols.flow import FlowControl
-from hasten.protocols.http1 import H1Connection, RequestCycle, _ip_address
+from hasten.protocols.http1 import RequestCycle, _ip_address
 from hasten.protocols.http2_limits import H2Limits, RateBudget
 from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
-from hasten.tls import ALPNDispatch, tls_scope_extension
+from hasten.tls import tls_scope_extension
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_PROTOCOLS = (
@@ -238,6 +232,7 @@ class H2Connection(asyncio.Protocol):
         """
         method = authority = b""
         target = b"/"
+        status = 0
         scheme = self.scheme
         regular: list[tuple[bytes, bytes]] = []
         has_host = False
@@ -254,11 +249,12 @@ class H2Connection(asyncio.Protocol):
             else:
                 has_host = has_host or name == b"host"
                 regular.append((name, value))
+                if name == b"content-length" and self._body_over_limit(value):
+                    status = 413
         if authority and not has_host:
             # ASGI apps find the authority in the Host header (RFC 9113 §8.3.1).
             regular.insert(0, (b"host", authority))
         raw_path, _, query_string = target.partition(b"?")
-        status = 0
         try:
             path = decode_path(raw_path)
         except UnicodeDecodeError:
@@ -286,6 +282,11 @@ class H2Connection(asyncio.Protocol):
             error_logger.warning("Exceeded concurrency limit; answering 503.")
             status = 503
         return scope, status
+
+    def _body_over_limit(self, content_length: bytes) -> bool:
+        limit = self.limits.max_request_body
+        # h2 has checked that content-length is a number (RFC 9113 §8.1.1).
+        return limit is not None and content_length.isdigit() and int(content_length) > limit
 
     def _run_app(self, stream: H2Stream) -> None:
         state = self.state
@@ -317,8 +318,12 @@ class H2Connection(asyncio.Protocol):
             self._spend_control()
         if stream is None:
             self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
-        else:
-            stream.feed_body(data, event.flow_controlled_length or 0)
+            return
+        stream.feed_body(data, event.flow_controlled_length or 0)
+        limit = self.limits.max_request_body
+        if limit is not None and stream.received_length > limit and not stream.disconnected:
+            error_logger.debug("HTTP/2 request body over --limit-request-body; refusing it.")
+            stream.refuse_body()
 
     def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
         stream = self.streams.get(event.stream_id or 0)
@@ -562,87 +567,3 @@ _EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
     h2.events.UnknownFrameReceived: H2Connection._on_control_frame,
     h2.events.ConnectionTerminated: H2Connection._on_goaway,
 }
-
-
-# -- wiring: which protocol serves a new connection -------------------------------------------
-
-
-def connection_factory(
-    state: ServerState, config: Config, ssl_context: ssl.SSLContext | None
-) -> Callable[[], asyncio.Protocol]:
-    """The protocol factory of the listening sockets, for ``--http`` and TLS.
-
-    ``auto`` serves HTTP/1.1 and HTTP/2 on the same port: ALPN on TLS, prior knowledge
-    and ``Upgrade: h2c`` on cleartext.
-    """
-    limits = H2Limits.from_config(config)
-    if config.http == "auto":
-        state.http2_preface_handler = functools.partial(_switch_to_prior_knowledge, state, limits)
-        state.upgrade_handlers[b"h2c"] = functools.partial(_upgrade_to_h2c, state, limits)
-    if ssl_context is not None:
-        choose = functools.partial(_protocol_for_alpn, state, limits, config.http)
-        return functools.partial(ALPNDispatch, choose)
-    if config.http == "h2":
-        return functools.partial(H2Connection, state, limits)
-    return functools.partial(H1Connection, state)
-
-
-def _protocol_for_alpn(
-    state: ServerState, limits: H2Limits, http_mode: str, alpn: str | None
-) -> asyncio.Protocol:
-    if alpn == "h2" or (alpn is None and http_mode == "h2"):
-        return H2Connection(state, limits)
-    return H1Connection(state)
-
-
-def _switch_to_prior_knowledge(
-    state: ServerState, limits: H2Limits, transport: asyncio.BaseTransport, rest: bytes
-) -> None:
-    H2Connection(state, limits).take_over(transport, rest)
-
-
-def _upgrade_to_h2c(
-    state: ServerState, limits: H2Limits, conn: H1Connection, cycle: RequestCycle, rest: bytes
-) -> bool:
-    """Accept ``Upgrade: h2c`` (RFC 7540 §3.2) when it is well-formed, else decline it and
-    the request is answered over HTTP/1.1 (RFC 9110 §7.8 lets a server ignore Upgrade)."""
-    scope = cycle.scope
-    if scope["http_version"] != "1.1" or scope["scheme"] != "http":
-        return False  # h2c is for cleartext HTTP/1.1 only
-    if conn.cycle is not None or len(conn.pipeline) != 1:
-        return False
-    settings_values = [value for name, value in scope["headers"] if name == b"http2-settings"]
-    connection_options = b",".join(
-        value for name, value in scope["headers"] if name == b"connection"
-    ).lower()
-    if len(settings_values) != 1 or b"http2-settings" not in connection_options:
-        return False  # RFC 7540 §3.2.1: exactly one HTTP2-Settings, named in Connection
-    settings_header = settings_values[0].strip()
-    try:
-        # RFC 7540 §3.2.1: base64url without padding; h2 decodes leniently, so check first.
-        base64.b64decode(
-            settings_header + b"=" * (-len(settings_header) % 4), altchars=b"-_", validate=True
-        )
-    except (binascii.Error, ValueError):
-        return False
-    body_length = 0
-    for name, value in scope["headers"]:
-        if name == b"transfer-encoding":
-            return False
-        if name == b"content-length":
-            if not value.isdigit():
-                return False
-            body_length = int(value)
-    # The body arrives in HTTP/1.1 framing, outside HTTP/2 flow control: only a body
-    # that fits in one stream window is taken along.
-    if body_length > limits.initial_window_size:
-        return False
-    upgraded = H2Connection(state, limits)
-    try:
-        upgraded.h2.initiate_upgrade_connection(settings_header)
-    except Exception as exc:  # h2 raises several kinds for a malformed SETTINGS payload
-        error_logger.debug("Ignoring h2c upgrade with bad HTTP2-Settings: %s", exc)
-        return False
-    conn.hand_over()
-    upgraded.take_over_upgrade(conn.transport, cycle, body_length, rest)
-    return True

@@ -12,7 +12,8 @@ MAX_WINDOW = 2**31 - 1
 
 @dataclass(frozen=True, slots=True)
 class H2Limits:
-    """The ``h2_*`` settings, read once per server and shared by its HTTP/2 connections."""
+    """The ``h2_*`` settings (and the request body limit), read once per server and shared by
+    its HTTP/2 connections."""
 
     max_concurrent_streams: int = 100
     initial_window_size: int = 65535
@@ -21,6 +22,7 @@ class H2Limits:
     max_reset_streams: int = 200
     max_control_frames: int = 1000
     timeout_stalled_stream: float = 30.0
+    max_request_body: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> H2Limits:
@@ -32,6 +34,7 @@ class H2Limits:
             max_reset_streams=config.h2_max_reset_streams,
             max_control_frames=config.h2_max_control_frames,
             timeout_stalled_stream=config.h2_timeout_stalled_stream,
+            max_request_body=config.limit_request_body,
         )
 
     @property

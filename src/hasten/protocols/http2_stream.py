@@ -57,6 +57,7 @@ class H2Stream:
         "head",
         "is_head",
         "progress_at",
+        "received_length",
         "response_complete",
         "response_started",
         "scope",
@@ -80,6 +81,7 @@ class H2Stream:
         self.task: asyncio.Task[None] | None = None
         self.body: list[bytes] = []
         self.unacknowledged = 0
+        self.received_length = 0
         self.body_complete = False
         self.final_body_delivered = False
         self.disconnected = False
@@ -364,6 +366,7 @@ class H2Stream:
     def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
         """Body bytes from the client; acknowledged to its window once the app takes them."""
         self.progress_at = self.conn.state.loop.time()
+        self.received_length += len(data)
         if self.final_body_delivered or self.response_complete:
             # Nobody will read these: give the window back at once.
             self.conn.acknowledge(self.stream_id, flow_controlled_length)
@@ -372,6 +375,16 @@ class H2Stream:
             self.body.append(data)
         self.unacknowledged += flow_controlled_length
         self.wake()
+
+    def refuse_body(self) -> None:
+        """The body outgrew ``--limit-request-body``: 413 if no response started, else reset;
+        the app sees a disconnect either way."""
+        if self.response_started and self.head is None:
+            self.client_gone()
+            self.conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
+            return
+        self.send_plain_response(413)
+        self.client_gone()
 
     def end_body(self) -> None:
         self.body_complete = True
