@@ -267,3 +267,20 @@ def test_rolling_restart_into_broken_code_keeps_the_old_workers_serving(tmp_path
         marker.unlink()
         wait_until(lambda: not any(alive(pid) for pid in old), 20, "old workers to stop")
         assert get_pid(running) not in old
+
+
+def test_max_requests_jitter_adds_at_most_the_jitter() -> None:
+    with hasten_process(
+        "proc_pid:app",
+        "--port",
+        "0",
+        "--limit-max-requests",
+        "2",
+        "--limit-max-requests-jitter",
+        "3",
+    ) as running:
+        (first,) = wait_for_pids(running, 1)
+        for _ in range(5):
+            get_pid(running)
+        line = running.wait_for_line(f"Worker [{first}] served")
+        assert 2 <= int(re.findall(r"served (\d+) requests", line)[0]) <= 5
