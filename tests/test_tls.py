@@ -254,3 +254,18 @@ def test_cli_serves_https_and_says_so(certs: Certificates, tmp_path: Path) -> No
             check=True,
         )
     assert result.stdout == b"https"
+
+
+def test_http_h2_speaks_http2_over_tls_without_alpn(certs: Certificates) -> None:
+    from tests.protocols.h2client import H2Client
+
+    with run_server(tls_app, ssl_certfile=str(certs.server_pem), http="h2") as server:
+        plain = socket.create_connection((LOCALHOST, server.port), timeout=5)
+        tls_sock = certs.client_context().wrap_socket(plain, server_hostname=LOCALHOST)
+        assert tls_sock.selected_alpn_protocol() is None
+        with H2Client(LOCALHOST, server.port, sock=tls_sock).start() as client:
+            response = client.response(client.request("/"))
+    answer = json.loads(response.body)
+    assert answer["http_version"] == "2"
+    assert answer["scheme"] == "https"
+    assert answer["tls"]["tls_version"] in (0x0303, 0x0304)

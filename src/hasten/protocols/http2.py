@@ -233,7 +233,6 @@ class H2Connection(asyncio.Protocol):
         method = authority = b""
         target = b"/"
         status = 0
-        scheme = self.scheme
         regular: list[tuple[bytes, bytes]] = []
         has_host = False
         for name, value in headers:
@@ -244,8 +243,8 @@ class H2Connection(asyncio.Protocol):
                     target = value
                 elif name == b":authority":
                     authority = value
-                elif name == b":scheme" and value in (b"http", b"https"):
-                    scheme = value.decode("ascii")
+                # :scheme is what the client claims; the scope's scheme is what this
+                # connection is (TLS or not), unless a trusted proxy says otherwise.
             else:
                 has_host = has_host or name == b"host"
                 regular.append((name, value))
@@ -266,7 +265,7 @@ class H2Connection(asyncio.Protocol):
         scope = {
             **self.scope_base,
             "method": method.decode("ascii", "replace"),
-            "scheme": scheme,
+            "scheme": self.scheme,
             "path": root_path + path if root_path else path,
             "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
             "query_string": query_string,
@@ -276,7 +275,7 @@ class H2Connection(asyncio.Protocol):
         }
         if self.state.trusted_proxies is not None:
             scope["client"], scope["scheme"] = apply_proxy_headers(
-                self.state.trusted_proxies, self.client, scheme, regular
+                self.state.trusted_proxies, self.client, self.scheme, regular
             )
         if not status and self.state.over_capacity():
             error_logger.warning("Exceeded concurrency limit; answering 503.")
@@ -308,7 +307,9 @@ class H2Connection(asyncio.Protocol):
         if not self.streams:
             self.idle_since = self.state.loop.time()
             if self.closing:
-                self._close_after_goaway()
+                # After a graceful GOAWAY the client has nothing left to send: no linger.
+                self.flush()
+                self.close_transport()
 
     def _on_data(self, event: h2.events.DataReceived) -> None:
         data = event.data or b""
