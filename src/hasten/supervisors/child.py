@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import random
@@ -87,9 +88,9 @@ def reset_inherited_signals() -> None:
 class WorkerChannel:
     """The worker's end of the pipe to its supervisor; a closed pipe means an orphan."""
 
-    def __init__(self, sock: socket.socket, server: Server) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.server = server
+        self.server: Server | None = None  # set by report(), once the worker serves
         self.stop_task: asyncio.Task[None] | None = None
         sock.setblocking(False)
 
@@ -102,16 +103,18 @@ class WorkerChannel:
             data = b""
         if not data:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
-            error_logger.warning("Worker [%d] lost its supervisor; stopping", os.getpid())
-            self.server.should_exit = True
+            self._orphaned()
         elif STOP in data and self.stop_task is None:
             self.stop_task = asyncio.get_running_loop().create_task(self._stop())
 
     async def _stop(self) -> None:
-        for listener in self.server.servers:
+        server = self.server
+        if server is None:
+            return
+        for listener in server.servers:
             listener.close()
         await asyncio.sleep(_LATE_REQUEST_GRACE)
-        self.server.should_exit = True
+        server.should_exit = True
 
     def send(self, message: bytes) -> None:
         try:
@@ -119,14 +122,19 @@ class WorkerChannel:
         except BlockingIOError:
             pass  # the supervisor is behind; a lost heartbeat is harmless
         except OSError:
-            error_logger.warning("Worker [%d] lost its supervisor; stopping", os.getpid())
+            self._orphaned()
+
+    def _orphaned(self) -> None:
+        error_logger.warning("Worker [%d] lost its supervisor; stopping", os.getpid())
+        if self.server is not None:
             self.server.should_exit = True
 
-    async def report(self, interval: float) -> None:
-        """Say READY once the server listens, then HEARTBEAT every ``interval`` seconds."""
+    async def report(self, server: Server, interval: float) -> None:
+        """Say READY once ``server`` listens, then HEARTBEAT every ``interval`` seconds."""
+        self.server = server
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._on_readable)
-        while not self.server.started:
-            if self.server.should_exit:
+        while not server.started:
+            if server.should_exit:
                 return
             await asyncio.sleep(_READY_POLL_INTERVAL)
         self.send(READY)
@@ -148,8 +156,7 @@ def run_worker(
     config: Config, sockets: Sequence[socket.socket], channel: socket.socket | None = None
 ) -> int:
     """Serve ``sockets`` in this (forked) process until told to stop; return the exit status."""
-    server = Server(config)
-    reporter = WorkerChannel(channel, server) if channel is not None else None
+    reporter = WorkerChannel(channel) if channel is not None else None
     metrics = WorkerMetrics() if config.metrics_bind is not None else None
     try:
         if reporter is not None and (config.limit_max_requests is not None or metrics):
@@ -160,14 +167,15 @@ def run_worker(
                 limit = config.limit_max_requests + random.randint(
                     0, config.limit_max_requests_jitter
                 )
-                app = RequestCounter(app, limit, lambda: reporter.send(RETIRE))
-            server = Server(dataclasses.replace(config, app=app, factory=False))
-            reporter.server = server
+                app = RequestCounter(app, limit, functools.partial(reporter.send, RETIRE))
+            config = dataclasses.replace(config, app=app, factory=False)
+        server = Server(config)
 
         async def serve() -> None:
             helpers = []
             if reporter is not None:
-                helpers.append(asyncio.create_task(reporter.report(heartbeat_interval(config))))
+                interval = heartbeat_interval(config)
+                helpers.append(asyncio.create_task(reporter.report(server, interval)))
             if metrics is not None:
                 helpers.append(asyncio.create_task(metrics.sample_connections(server)))
             try:
