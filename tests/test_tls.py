@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
 import ssl
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 import trustme
 
 from tests.harness import hasten_process, run_server
+from tests.protocols.h2client import H2Client, ensure_h2load
 
 LOCALHOST = "127.0.0.1"
 
@@ -215,9 +215,7 @@ def test_failed_handshake_is_logged_at_debug_and_others_are_served(
 
 
 def test_h2load_over_tls_has_no_failed_requests(certs: Certificates) -> None:
-    h2load = shutil.which("h2load")
-    if h2load is None:
-        pytest.skip("h2load not installed (tests/protocols/test_http2.py installs it)")
+    h2load = ensure_h2load()
     with run_server(tls_app, ssl_certfile=str(certs.server_pem), access_log=False) as server:
         result = subprocess.run(
             [h2load, "-n", "400", "-c", "4", "-m", "8", f"{https(server)}/"],
@@ -257,8 +255,6 @@ def test_cli_serves_https_and_says_so(certs: Certificates, tmp_path: Path) -> No
 
 
 def test_http_h2_speaks_http2_over_tls_without_alpn(certs: Certificates) -> None:
-    from tests.protocols.h2client import H2Client
-
     with run_server(tls_app, ssl_certfile=str(certs.server_pem), http="h2") as server:
         plain = socket.create_connection((LOCALHOST, server.port), timeout=5)
         tls_sock = certs.client_context().wrap_socket(plain, server_hostname=LOCALHOST)

@@ -3,7 +3,9 @@ can also send raw frames (hyperframe/hpack) the state machine would refuse to bu
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,3 +211,16 @@ def parse_frames(data: bytes) -> list[Any]:
         frames.append(frame)
         data = data[9 + length :]
     return frames
+
+
+def ensure_h2load() -> str:
+    """The path of h2load, installing Debian's nghttp2-client first when it is missing."""
+    if shutil.which("h2load") is None:
+        install = ["apt-get", "install", "-y", "-qq", "nghttp2-client"]
+        if subprocess.run(install, check=False, capture_output=True, timeout=300).returncode:
+            subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+            subprocess.run(install, check=False, capture_output=True, timeout=300)
+    found = shutil.which("h2load")
+    if found is None:
+        raise RuntimeError("h2load (Debian package nghttp2-client) could not be installed")
+    return found

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from tests.harness import run_server
-from tests.protocols.h2client import H2Client, parse_frames
+from tests.protocols.h2client import H2Client, ensure_h2load, parse_frames
 
 
 async def echo_app(scope: Any, receive: Any, send: Any) -> None:
@@ -374,18 +373,7 @@ def test_httpx_http2_prior_knowledge() -> None:
 
 @pytest.fixture(scope="session")
 def h2load() -> str:
-    found = shutil.which("h2load")
-    if found is None:
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "nghttp2-client"],
-            check=False,
-            capture_output=True,
-            timeout=300,
-        )
-        found = shutil.which("h2load")
-    if found is None:
-        pytest.fail("h2load (Debian package nghttp2-client) could not be installed")
-    return found
+    return ensure_h2load()
 
 
 def test_h2load_bounded_run_has_no_failed_requests(h2load: str) -> None:
