@@ -286,9 +286,31 @@ def test_wrong_preface_gets_protocol_error() -> None:
         (WindowUpdateFrame(0, 0).serialize(), ErrorCodes.PROTOCOL_ERROR),  # §6.9
         (b"\x00\x00\x07\x06\x00\x00\x00\x00\x001234567", ErrorCodes.FRAME_SIZE_ERROR),  # §6.7
         (b"\x00\x40\x01\x00\x00\x00\x00\x00\x01" + b"\x00" * 16385, ErrorCodes.FRAME_SIZE_ERROR),
+        (SettingsFrame(0, settings={2: 2}).serialize(), ErrorCodes.PROTOCOL_ERROR),
+        (SettingsFrame(0, settings={4: 2**31}).serialize(), ErrorCodes.FLOW_CONTROL_ERROR),
+        (SettingsFrame(0, settings={5: 100}).serialize(), ErrorCodes.PROTOCOL_ERROR),
+        (RstStreamFrame(7, error_code=8).serialize(), ErrorCodes.PROTOCOL_ERROR),
+        (b"\x00\x00\x01\x01\x05\x00\x00\x00\x01\x80", ErrorCodes.COMPRESSION_ERROR),
+        (
+            HeadersFrame(1, b"\x82\x86", flags=["END_HEADERS", "END_STREAM"]).serialize(),
+            ErrorCodes.PROTOCOL_ERROR,
+        ),
     ],
-    # §5.1.1 even stream id; §6.9 increment 0; §6.7 PING length; §4.2 frame size
-    ids=["even_stream_id", "window_update_zero", "ping_length", "oversized_frame"],
+    # §5.1.1 even stream id; §6.9 increment 0; §6.7 PING length; §4.2 frame size; §6.5.2
+    # setting values; §6.4 RST_STREAM on an idle stream; RFC 7541 §6.1 index 0; §8.3.1 a
+    # request without :path and :authority
+    ids=[
+        "even_stream_id",
+        "window_update_zero",
+        "ping_length",
+        "oversized_frame",
+        "enable_push_2",
+        "initial_window_too_large",
+        "max_frame_size_too_small",
+        "reset_idle_stream",
+        "hpack_index_zero",
+        "missing_pseudo_headers",
+    ],
 )
 def test_protocol_violation_gets_goaway(
     abuse: tuple[RunningServer, AbuseApp], payload: bytes, expected: int
@@ -301,6 +323,31 @@ def test_uppercase_request_header_is_refused(abuse: tuple[RunningServer, AbuseAp
     server, _ = abuse  # §8.2: field names are lower case (h2 CVE-2025-57804 family)
     payload = headers_frame(Encoder(), 1, headers=[*REQUEST_HEADERS, ("Content-Type", "x")])
     assert goaway_code_after(server, payload) == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_content_length_not_matching_the_data_is_refused(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse  # §8.1.1
+    body = [
+        *REQUEST_HEADERS[:1],
+        (":path", "/body"),
+        *REQUEST_HEADERS[2:],
+        ("content-length", "10"),
+    ]
+    payload = headers_frame(Encoder(), 1, end_stream=False, headers=body)
+    payload += DataFrame(1, b"12345", flags=["END_STREAM"]).serialize()
+    assert goaway_code_after(server, payload) == ErrorCodes.PROTOCOL_ERROR
+
+
+def test_unknown_frame_types_and_settings_are_ignored(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse  # §4.1, §5.5, §6.5.2
+    with H2Client(server.host, server.port).start() as client:
+        client.send_raw(b"\x00\x00\x03\xfa\x00\x00\x00\x00\x00abc")
+        client.send_raw(SettingsFrame(0, settings={0x99: 1}).serialize())
+        assert client.response(client.request("/")).status == 200
 
 
 def test_connection_specific_request_header_is_refused(

@@ -20,6 +20,7 @@ import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
+from hpack import HPACKError, OversizedHeaderListError
 from hyperframe.frame import GoAwayFrame
 
 from hasten.asgi import ASGI_VERSION, decode_path
@@ -176,6 +177,11 @@ class H2Connection(asyncio.Protocol):
             if self.h2.state_machine.state != ConnectionState.CLOSED:
                 # A bad preface fails before h2 queues a GOAWAY (RFC 9113 §3.4).
                 self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
+            elif _is_compression_error(exc):
+                # RFC 9113 §4.3: an undecodable header block is a COMPRESSION_ERROR; h2
+                # queued PROTOCOL_ERROR, so its GOAWAY is replaced.
+                self.h2.data_to_send()
+                self.transport.write(self._goaway(ErrorCodes.COMPRESSION_ERROR))
             # Otherwise h2 has queued the GOAWAY with the error code RFC 9113 asks for.
             self._close_after_goaway()
             return
@@ -473,12 +479,16 @@ class H2Connection(asyncio.Protocol):
         if not (self.goaway_sent or self.lingering or self.transport.is_closing()):
             self.goaway_sent = True
             self.flush()
-            goaway = GoAwayFrame(0)
-            goaway.last_stream_id = self.h2.highest_inbound_stream_id
-            goaway.error_code = ErrorCodes.NO_ERROR
-            self.transport.write(goaway.serialize())
+            self.transport.write(self._goaway(ErrorCodes.NO_ERROR))
         if not self.streams:
             self.close_transport()
+
+    def _goaway(self, error_code: ErrorCodes) -> bytes:
+        """A GOAWAY frame built outside h2's state machine."""
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self.h2.highest_inbound_stream_id
+        goaway.error_code = error_code
+        return goaway.serialize()
 
     def abort(self) -> None:
         self.transport.abort()
@@ -553,6 +563,11 @@ class H2Connection(asyncio.Protocol):
             if not self.upgrade_body_left:
                 stream.end_body()
         return rest
+
+
+def _is_compression_error(exc: h2.exceptions.ProtocolError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError)
 
 
 _EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
