@@ -14,6 +14,7 @@ async def app(scope, receive, send):
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["path"] == "/block":
+        print("blocking the event loop", flush=True)  # tests wait for this line
         time.sleep(60)  # a stuck event loop, for the health check
     body = str(os.getpid()).encode()
     await send(

@@ -284,3 +284,17 @@ def test_max_requests_jitter_adds_at_most_the_jitter() -> None:
             get_pid(running)
         line = running.wait_for_line(f"Worker [{first}] served")
         assert 2 <= int(re.findall(r"served (\d+) requests", line)[0]) <= 5
+
+
+def test_stop_does_not_wait_forever_for_a_hung_worker() -> None:
+    with hasten_process(
+        "proc_pid:app", "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1"
+    ) as running:
+        wait_for_pids(running, 2)
+        sock = socket.create_connection((running.host, running.port), timeout=5)
+        sock.sendall(request(path="/block"))
+        running.wait_for_line("blocking the event loop")
+        running.process.send_signal(signal.SIGTERM)
+        assert running.wait(10) == 0
+        assert "did not answer the health check" in running.output()
+        sock.close()

@@ -176,13 +176,14 @@ class WorkerSupervisor:
             self._handle_signals()
             self._reap()
             now = time.monotonic()
+            # Also while stopping: a worker whose event loop hangs never handles SIGTERM.
+            self._check_health(now)
             if self._stop_requested:
                 if not self.workers:
                     return
                 if self._stop_deadline is not None and now >= self._stop_deadline:
                     self._kill_all("did not stop in time")
                 continue
-            self._check_health(now)
             self._check_memory(now)
             self._advance_retirement()
             self._keep_worker_count(now)
