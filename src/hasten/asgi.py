@@ -76,16 +76,28 @@ _is_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _find_forbidden_value_byte = re.compile(rb"[\x00\r\n]").search
 
 
+# Apps send the same few header lines response after response: a pair already found valid
+# is a set lookup (~0.1 us) instead of two regex matches (~0.5 us). Bounded by clearing.
+_valid_header_pairs: set[tuple[bytes, bytes]] = set()
+_VALID_HEADER_PAIRS_MAX = 4096
+
+
 def check_response_header(name: object, value: object) -> None:
     """Raise ``RuntimeError`` for a header the app sent that must not reach the wire."""
     if not isinstance(name, bytes) or not isinstance(value, bytes):
         raise RuntimeError(
             f"Response header names and values must be bytes, got {name!r}: {value!r}"
         )
+    pair = (name, value)
+    if pair in _valid_header_pairs:
+        return
     if _is_token(name) is None:
         raise RuntimeError(f"Invalid response header name {name!r}")
     if _find_forbidden_value_byte(value) is not None:
         raise RuntimeError(f"Invalid response header value {value!r} (contains CR, LF or NUL)")
+    if len(_valid_header_pairs) >= _VALID_HEADER_PAIRS_MAX:
+        _valid_header_pairs.clear()
+    _valid_header_pairs.add(pair)
 
 
 def check_response_status(status: object) -> int:

@@ -24,7 +24,7 @@ _is_valid_host = re.compile(
 ).fullmatch
 _CHUNKED = b"chunked"
 _OWS = b" \t"
-_CHECKED_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length"})
+_CHECKED_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
 # Host values already found valid. Requests repeat a handful of them, and a set lookup is
 # far cheaper than the regex; only valid values enter, and the set stays small.
 _known_valid_hosts: set[bytes] = set()
@@ -92,8 +92,11 @@ def check_fields(
     http_version: str,
     limits: RequestLimits,
     authority: bytes | None,
-) -> None:
+) -> bool:
     """Host and framing rules over the (lower-cased) header fields of one request.
+
+    Returns whether the request carries ``Expect: 100-continue``, noted during the same
+    pass over the fields so that the hot path walks them once.
 
     With an absolute-form target, ``authority`` is its ``host[:port]``: the Host field is
     replaced by it in ``headers`` (RFC 9112 §3.2.2: the server MUST ignore the received Host
@@ -102,6 +105,7 @@ def check_fields(
     host_index = -1
     hosts = 0
     codings: list[bytes] | None = None
+    expects_continue = False
     for index, (name, value) in enumerate(headers):
         if name not in _CHECKED_FIELDS:
             continue
@@ -119,6 +123,8 @@ def check_fields(
             and int(value.strip(_OWS)) > limits.max_body_size
         ):
             raise HTTPRequestError(413, f"request body larger than {limits.max_body_size} bytes")
+        elif name == b"expect" and value.lower() == b"100-continue":
+            expects_continue = True
     # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with more than one Host, or
     # with an invalid Host value.
     if hosts > 1:
@@ -135,6 +141,7 @@ def check_fields(
         raise HTTPRequestError(400, "HTTP/1.1 request without a Host header field")
     if codings is not None:
         check_transfer_codings(codings, http_version)
+    return expects_continue
 
 
 def _is_known_valid_host(value: bytes) -> bool:

@@ -270,7 +270,8 @@ class RequestCycle:
                 if overridden_defaults is None:
                     overridden_defaults = set()
                 overridden_defaults.add(lowered)
-            parts.append(b"%s: %s\r\n" % (name, value))
+            # Four pieces, joined once with the whole head: cheaper than formatting a line.
+            parts += (name, b": ", value, b"\r\n")
         self.status = status
         self.declared_length = None if status == 204 else declared_length
         self.overridden_defaults = overridden_defaults

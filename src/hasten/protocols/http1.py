@@ -287,7 +287,7 @@ class H1Connection(asyncio.Protocol):
             raise HTTPRequestError(400, "non-ASCII bytes in the request target") from None
         state = self.state
         root_path = state.root_path
-        check_fields(
+        expects_continue = check_fields(
             headers,
             http_version,
             self.limits,
@@ -316,10 +316,9 @@ class H1Connection(asyncio.Protocol):
                 state.trusted_proxies, self.client, self.scheme, headers
             )
         cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)
-        for name, value in headers:
-            if name == b"expect" and value.lower() == b"100-continue":
-                # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
-                cycle.expect_continue = http_version == "1.1"
+        if expects_continue:
+            # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
+            cycle.expect_continue = http_version == "1.1"
         if len(self.pipeline) >= self.limits.max_pipelined:
             # Each queued request holds its scope: bound what a pipelining client can make
             # the server buffer ahead of the app.
