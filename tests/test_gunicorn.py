@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.harness import APPS_DIR, RawClient, request
 
 _LISTENING = re.compile(r"Listening at: https?://127\.0\.0\.1:(\d+)")
@@ -44,13 +46,13 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(*args: str) -> Iterator[Gunicorn]:
+def gunicorn(*args: str, worker: str = "hasten.workers.HastenWorker") -> Iterator[Gunicorn]:
     command = [
         sys.executable,
         "-m",
         "gunicorn",
         "-k",
-        "hasten.workers.HastenWorker",
+        worker,
         "-b",
         "127.0.0.1:0",
         # Parallel tests must not share gunicorn's default control socket path.
@@ -85,8 +87,9 @@ def gunicorn(*args: str) -> Iterator[Gunicorn]:
                 process.wait()
 
 
-def test_gunicorn_serves_the_app_through_hasten() -> None:
-    with gunicorn("proc_pid:app", "--workers", "2") as running:
+@pytest.mark.parametrize("worker", ["HastenWorker", "HastenAsyncioWorker"])
+def test_gunicorn_serves_the_app_through_hasten(worker: str) -> None:
+    with gunicorn("proc_pid:app", "--workers", "2", worker=f"hasten.workers.{worker}") as running:
         status, body = running.get()
         assert status == 200
         assert int(body) != running.process.pid
