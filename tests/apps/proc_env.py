@@ -2,17 +2,11 @@
 
 import os
 
+from proc_common import answer
+
 GREETING = os.environ.get("GREETING", "unset").encode()
 
 
 async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(GREETING)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": GREETING})
+    if scope["type"] == "http":
+        await answer(send, GREETING)

@@ -4,6 +4,8 @@ import asyncio
 import os
 from pathlib import Path
 
+from proc_common import answer
+
 if Path(os.environ["PROC_FRAGILE_MARKER"]).exists():
     raise RuntimeError("refusing to start: marker file present")
 
@@ -14,12 +16,4 @@ async def app(scope, receive, send):
     if scope["path"] == "/slow":
         print("slow request started", flush=True)  # the test waits for this line
         await asyncio.sleep(30)
-    body = str(os.getpid()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await answer(send, str(os.getpid()).encode())

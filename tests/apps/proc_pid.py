@@ -3,6 +3,8 @@
 import os
 import time
 
+from proc_common import answer
+
 
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
@@ -16,12 +18,4 @@ async def app(scope, receive, send):
     if scope["path"] == "/block":
         print("blocking the event loop", flush=True)  # tests wait for this line
         time.sleep(60)  # a stuck event loop, for the health check
-    body = str(os.getpid()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await answer(send, str(os.getpid()).encode())
