@@ -9,7 +9,7 @@ import socket
 import time
 
 from tests.harness import HastenProcess, RawClient, hasten_process, request
-from tests.supervisors.test_workers import get_pid, wait_for_pids
+from tests.supervisors.test_workers import get_pid, port_in_use, wait_for_pids
 from tests.test_config_sources import run_hasten
 
 
@@ -84,10 +84,7 @@ def test_metrics_bind_without_a_port_is_a_usage_error() -> None:
 
 
 def test_metrics_port_in_use_stops_hasten_with_status_3() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        bind = f"127.0.0.1:{taken.getsockname()[1]}"
-        result = run_hasten("proc_pid:app", "--port", "0", "--metrics-bind", bind)
+    with port_in_use() as port:
+        result = run_hasten("proc_pid:app", "--port", "0", "--metrics-bind", f"127.0.0.1:{port}")
     assert result.returncode == 3
     assert "Address already in use" in result.stderr

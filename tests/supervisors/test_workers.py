@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.harness import HastenProcess, RawClient, hasten_command, hasten_process, request
@@ -140,18 +142,25 @@ def test_max_requests_replaces_the_worker_after_its_successor_serves() -> None:
         assert get_pid(running) == second
 
 
-def test_unresponsive_worker_is_killed_and_replaced() -> None:
+@contextlib.contextmanager
+def one_worker_blocked() -> Iterator[HastenProcess]:
+    """Two workers with a 1 s health check; one of them stuck in a blocking call."""
     with hasten_process(
         "proc_pid:app", "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1"
     ) as running:
         wait_for_pids(running, 2)
-        sock = socket.create_connection((running.host, running.port), timeout=5)
-        sock.sendall(request(path="/block"))
+        with socket.create_connection((running.host, running.port), timeout=5) as sock:
+            sock.sendall(request(path="/block"))
+            running.wait_for_line("blocking the event loop")
+            yield running
+
+
+def test_unresponsive_worker_is_killed_and_replaced() -> None:
+    with one_worker_blocked() as running:
         line = running.wait_for_line("did not answer the health check", timeout=10)
         blocked = int(re.findall(r"\[(\d+)\]", line)[0])
         running.wait_for_line(f"Worker [{blocked}] died (killed by SIGKILL)")
         wait_for_pids(running, 3)
-        sock.close()
         assert get_pid(running) != blocked
 
 
@@ -180,11 +189,18 @@ def test_app_that_cannot_load_stops_the_supervisor_with_status_1() -> None:
         assert "failed to start" in running.output()
 
 
-def test_port_in_use_stops_the_supervisor_with_status_3() -> None:
+@contextlib.contextmanager
+def port_in_use() -> Iterator[int]:
+    """A port another socket is listening on for the duration of the block."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = str(taken.getsockname()[1])
+        yield taken.getsockname()[1]
+
+
+def test_port_in_use_stops_the_supervisor_with_status_3() -> None:
+    with port_in_use() as taken_port:
+        port = str(taken_port)
         with hasten_process(
             "proc_pid:app", "--port", port, "--workers", "2", wait_listening=False
         ) as running:
@@ -287,14 +303,7 @@ def test_max_requests_jitter_adds_at_most_the_jitter() -> None:
 
 
 def test_stop_does_not_wait_forever_for_a_hung_worker() -> None:
-    with hasten_process(
-        "proc_pid:app", "--port", "0", "--workers", "2", "--timeout-worker-healthcheck", "1"
-    ) as running:
-        wait_for_pids(running, 2)
-        sock = socket.create_connection((running.host, running.port), timeout=5)
-        sock.sendall(request(path="/block"))
-        running.wait_for_line("blocking the event loop")
+    with one_worker_blocked() as running:
         running.process.send_signal(signal.SIGTERM)
         assert running.wait(10) == 0
         assert "did not answer the health check" in running.output()
-        sock.close()
