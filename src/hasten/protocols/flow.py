@@ -73,3 +73,21 @@ class FlowControl:
 
 PAUSED_FOR_BODY = 1
 PAUSED_FOR_PIPELINE = 2
+PAUSED_FOR_WRITES = 4
+
+
+class ReadingFollowsWriting:
+    """For protocols whose peer can make the server write without end (HTTP/2 control
+    frames, WebSocket pings): while the peer doesn't read, the server stops reading it too,
+    which bounds the replies queued for it."""
+
+    __slots__ = ()
+    flow: FlowControl
+
+    def pause_writing(self) -> None:
+        self.flow.pause_writing()
+        self.flow.pause_reading(PAUSED_FOR_WRITES)
+
+    def resume_writing(self) -> None:
+        self.flow.resume_writing()
+        self.flow.resume_reading(PAUSED_FOR_WRITES)

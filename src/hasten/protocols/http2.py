@@ -25,7 +25,7 @@ from hyperframe.frame import GoAwayFrame
 
 from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
-from hasten.protocols.flow import FlowControl
+from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1 import RequestCycle, _ip_address
 from hasten.protocols.http2_limits import H2Limits, RateBudget
 from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
@@ -39,14 +39,13 @@ SWITCHING_PROTOCOLS = (
 )
 # Why reading is paused: the transport's write buffer is full. A client that floods PINGs or
 # SETTINGS without reading the ACKs then can't grow it (CVE-2019-9512, CVE-2019-9515).
-_PAUSED_FOR_WRITES = 1
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
 _RESETS_A_CLIENT_CAN_PROVOKE = frozenset({ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM})
 
 
-class H2Connection(asyncio.Protocol):
+class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
     """One HTTP/2 connection: frames in, a running app per stream, frames out."""
 
     __slots__ = (
@@ -150,14 +149,6 @@ class H2Connection(asyncio.Protocol):
             stream.client_gone()
             if stream.task is not None and not stream.response_complete:
                 stream.task.cancel()
-
-    def pause_writing(self) -> None:
-        self.flow.pause_writing()
-        self.flow.pause_reading(_PAUSED_FOR_WRITES)
-
-    def resume_writing(self) -> None:
-        self.flow.resume_writing()
-        self.flow.resume_reading(_PAUSED_FOR_WRITES)
 
     def eof_received(self) -> bool:
         # A half-closed HTTP/2 connection can't send a GOAWAY or WINDOW_UPDATE: close it.
@@ -462,7 +453,7 @@ class H2Connection(asyncio.Protocol):
             return
         self.lingering = True
         transport.write_eof()
-        self.flow.resume_reading(_PAUSED_FOR_WRITES)
+        self.flow.resume_reading(PAUSED_FOR_WRITES)
         self.state.loop.call_later(_LINGER_SECONDS, self.close_transport)
 
     def close_transport(self) -> None:

@@ -34,7 +34,7 @@ from hasten.asgi import (
 )
 from hasten.config import Config
 from hasten.logs import error_logger, log_access
-from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
+from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER, ReadingFollowsWriting
 from hasten.state import ServerState
 
 if TYPE_CHECKING:
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 # A reason of its own, beside flow.py's, to stop reading: the peer does not read what it
 # is sent (pongs to a ping flood, echoes), so what it sends must wait too.
-_PAUSED_FOR_WRITES = 8
 # The only thing that matters in a ping's payload is that pongs to older pings don't match.
 _PING_PAYLOAD_SIZE = 4
 
@@ -75,7 +74,7 @@ class WebSocketSettings:
         )
 
 
-class WebSocketConnection(asyncio.Protocol):
+class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
     """One WebSocket: frames from websockets' ``ServerProtocol`` in, ASGI messages out.
 
     Incoming messages queue in ``incoming`` for the app's ``receive()``; once
@@ -154,14 +153,6 @@ class WebSocketConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._peer_gone()
-
-    def pause_writing(self) -> None:
-        self.flow.pause_writing()
-        self.flow.pause_reading(_PAUSED_FOR_WRITES)
-
-    def resume_writing(self) -> None:
-        self.flow.resume_writing()
-        self.flow.resume_reading(_PAUSED_FOR_WRITES)
 
     # -- frames in --------------------------------------------------------------------------
 
