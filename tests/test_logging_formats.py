@@ -33,6 +33,16 @@ def test_access_log_format_fills_named_fields() -> None:
         assert line.rstrip().endswith("ms")
 
 
+def test_access_log_format_fills_bytes_and_header_fields() -> None:
+    template = "{status} bytes={bytes} ua={request.user-agent} len={response.content-length}"
+    with hasten_process("proc_pid:app", "--port", "0", "--access-log-format", template) as running:
+        headers = {"User-Agent": "probe/1.0", "Connection": "close"}
+        send(running, request(path="/x", headers=headers))
+        line = running.wait_for_line("bytes=")
+    pid_length = len(str(running.process.pid))
+    assert f"200 bytes={pid_length} ua=probe/1.0 len={pid_length}" in line
+
+
 def test_access_log_format_with_an_unknown_field_is_a_usage_error() -> None:
     result = run_hasten("proc_pid:app", "--access-log-format", "{client} {colour}")
     assert result.returncode == 2

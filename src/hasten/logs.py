@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,23 +100,25 @@ def escape_control_characters(text: str) -> str:
 
 
 def log_access(
-    client: tuple[str, int] | None,
-    method: str,
-    raw_path: bytes,
-    query_string: bytes,
-    http_version: str,
+    scope: Mapping[str, Any],
     status: int,
     duration: float,
     *,
     response_bytes: int | None = None,
-    request_headers: Sequence[tuple[bytes, bytes]] | None = None,
     response_headers: Sequence[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Write one access-log line: client, request line, status and duration in ms.
+    """Write one access-log line for the request ``scope`` (any protocol): client, request
+    line, status and duration in ms.
 
     The keyword arguments feed ``--access-log-format`` fields and ``--log-format json``;
     a field whose value a protocol does not pass is logged as ``-``.
     """
+    client = scope["client"]
+    method = scope.get("method", "GET")  # a WebSocket scope has none: its request is a GET
+    raw_path = scope["raw_path"]
+    query_string = scope["query_string"]
+    http_version = scope["http_version"]
+    request_headers = scope["headers"]
     target = raw_path.decode("latin-1")
     if query_string:
         target += "?" + query_string.decode("latin-1")

@@ -47,6 +47,7 @@ class RequestCycle:
 
     __slots__ = (
         "body",
+        "body_bytes_sent",
         "body_complete",
         "body_size",
         "bytes_left",
@@ -64,6 +65,7 @@ class RequestCycle:
         "keep_alive",
         "overridden_defaults",
         "response_complete",
+        "response_headers",
         "response_started",
         "scope",
         "start_time",
@@ -78,6 +80,7 @@ class RequestCycle:
         self.is_head = scope["method"] == "HEAD"
         self.body: list[bytes] = []
         self.body_size = 0
+        self.body_bytes_sent = 0
         self.body_complete = False
         self.final_body_delivered = False
         self.disconnected = False
@@ -86,6 +89,7 @@ class RequestCycle:
         self.waiter: asyncio.Future[None] | None = None
         self.response_started = False
         self.response_complete = False
+        self.response_headers: list[tuple[bytes, bytes]] | None = None
         self.head_pending = False
         self.head_parts: list[bytes] = []
         self.overridden_defaults: set[bytes] | None = None
@@ -273,6 +277,8 @@ class RequestCycle:
             # Four pieces, joined once with the whole head: cheaper than formatting a line.
             parts += (name, b": ", value, b"\r\n")
         self.status = status
+        if self.conn.state.access_log:
+            self.response_headers = list(headers)
         self.declared_length = None if status == 204 else declared_length
         self.overridden_defaults = overridden_defaults
         self.close_after = close
@@ -338,6 +344,7 @@ class RequestCycle:
                 raise RuntimeError("Response content is longer than its Content-Length.")
         head = self._finish_head(None if more_body else body) if self.head_pending else b""
         if writes_body and body:
+            self.body_bytes_sent += len(body)
             if self.declared_length is not None:
                 self.bytes_left -= len(body)
             elif self.chunked:
@@ -375,15 +382,12 @@ class RequestCycle:
         self.conn.response_finished(self)
 
     def _log_access(self) -> None:
-        scope = self.scope
         log_access(
-            scope["client"],
-            scope["method"],
-            scope["raw_path"],
-            scope["query_string"],
-            scope["http_version"],
+            self.scope,
             self.status,
             perf_counter() - self.start_time,
+            response_bytes=self.body_bytes_sent,
+            response_headers=self.response_headers,
         )
 
     # -- connection side --------------------------------------------------------------------

@@ -59,6 +59,7 @@ class H2Stream:
         "progress_at",
         "received_length",
         "response_complete",
+        "response_headers",
         "response_started",
         "scope",
         "sent_length",
@@ -99,6 +100,7 @@ class H2Stream:
         self.status = 0
         self.declared_length: int | None = None
         self.sent_length = 0
+        self.response_headers: Headers | None = None
         self.start_time = perf_counter()
 
     # -- app side ---------------------------------------------------------------------------
@@ -246,6 +248,7 @@ class H2Stream:
             head.append((lowered, value))
         head[1:1] = self.conn.default_headers(overridden)
         self.head = head
+        self.response_headers = head
         self.wants_trailers = bool(message.get("trailers", False))
         self.response_started = True
 
@@ -265,10 +268,10 @@ class H2Stream:
         if self.is_head or self.status in _NO_BODY_STATUSES:
             body = b""
         declared = self.declared_length
+        self.sent_length += len(body)
         if declared is not None and self.status not in _NO_BODY_STATUSES and not self.is_head:
             # RFC 9113 §8.1.1: a body that doesn't match its content-length is malformed;
             # the app's mistake must not reach the client as a complete response.
-            self.sent_length += len(body)
             if self.sent_length > declared:
                 raise RuntimeError("Response content is longer than its Content-Length.")
             if not more_body and self.sent_length < declared:
@@ -349,15 +352,12 @@ class H2Stream:
         self.response_complete = True
         self.wake()
         if self.conn.state.access_log:
-            scope = self.scope
             log_access(
-                scope["client"],
-                scope["method"],
-                scope["raw_path"],
-                scope["query_string"],
-                "2",
+                self.scope,
                 self.status,
                 perf_counter() - self.start_time,
+                response_bytes=self.sent_length,
+                response_headers=self.response_headers,
             )
         self.conn.response_finished(self)
 

@@ -40,8 +40,6 @@ from hasten.state import ServerState
 if TYPE_CHECKING:
     from hasten.protocols.http1 import H1Connection, RequestCycle
 
-# A reason of its own, beside flow.py's, to stop reading: the peer does not read what it
-# is sent (pongs to a ping flood, echoes), so what it sends must wait too.
 # The only thing that matters in a ping's payload is that pongs to older pings don't match.
 _PING_PAYLOAD_SIZE = 4
 
@@ -448,16 +446,7 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         )
         self.phase = _OPEN
         if state.access_log:
-            scope = self.scope
-            log_access(
-                scope["client"],
-                "GET",
-                scope["raw_path"],
-                scope["query_string"],
-                "1.1",
-                101,
-                perf_counter() - self.cycle.start_time,
-            )
+            log_access(self.scope, 101, perf_counter() - self.cycle.start_time)
         if self.settings.ping_interval is not None:
             self.ping_timer = state.loop.call_later(self.settings.ping_interval, self._send_ping)
         self.flow.resume_reading(PAUSED_FOR_BODY)
