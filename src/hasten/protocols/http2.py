@@ -56,6 +56,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "default_pairs",
         "extensions",
         "flow",
+        "flush_scheduled",
         "goaway_sent",
         "h2",
         "idle_since",
@@ -78,6 +79,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.closing = False
         self.goaway_sent = False
         self.lingering = False
+        self.flush_scheduled = False
         self.upgrade_body_left = 0
         self.idle_since = 0.0
         self.default_block = b""
@@ -384,6 +386,20 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self._close_after_goaway()
 
     # -- used by the streams ----------------------------------------------------------------
+
+    def flush_soon(self) -> None:
+        """Write what h2 has queued once the tasks ready in this loop turn have run.
+
+        Stream apps run as tasks, often many in one turn (a client keeps dozens of streams
+        in flight): their responses then leave in one write instead of one write each.
+        """
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.state.loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self.flush_scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         """Write whatever h2 has queued, in one write."""

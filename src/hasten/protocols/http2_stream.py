@@ -280,7 +280,7 @@ class H2Stream:
         try:
             if self.head is not None and not body:
                 self._send_head(end_stream)
-                self.conn.flush()
+                self.conn.flush_soon()
             else:
                 if self.head is not None:
                     self._send_head(end_stream=False)
@@ -317,7 +317,7 @@ class H2Stream:
                 conn.control_budget.earn(2)
             if not data:
                 break
-        conn.flush()
+        conn.flush_soon()
 
     def _add_trailers(self, message: Message) -> None:
         for name, value in message.get("headers", ()):
