@@ -4,7 +4,6 @@ the registries of open connections and running app tasks."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,10 +24,6 @@ UpgradeHandler = Callable[["H1Connection", "RequestCycle", bytes], bool]
 # Takes over a cleartext connection whose first bytes were the HTTP/2 preface: called with
 # the transport and the bytes after the preface.
 PrefaceHandler = Callable[[asyncio.BaseTransport, bytes], None]
-
-# Python 3.12 can start a task eagerly: its first step runs at once, in the caller, and a
-# request that never suspends then finishes without a trip through the event loop.
-EAGER_TASKS_AVAILABLE = sys.version_info >= (3, 12)
 
 
 class ServedConnection(Protocol):
@@ -51,7 +46,6 @@ class ServerState:
         "date_header",
         "default_header_names",
         "default_headers",
-        "eager_tasks",
         "http2_preface_handler",
         "lifespan_state",
         "limit_body_drain",
@@ -95,7 +89,6 @@ class ServerState:
         self.shutting_down = False
         self.upgrade_handlers: dict[bytes, UpgradeHandler] = {}
         self.http2_preface_handler: PrefaceHandler | None = None
-        self.eager_tasks = EAGER_TASKS_AVAILABLE
         static: list[tuple[bytes, bytes]] = []
         if config.server_header:
             static.append((b"server", b"hasten"))

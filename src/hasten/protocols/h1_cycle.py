@@ -285,10 +285,10 @@ class RequestCycle:
         self.head_parts = parts
         self.response_started = True
         self.head_pending = True
-        if not self.conn.in_eager_start:
-            # The app may now wait a long time before its first body message; make sure
-            # the client sees the head soon.
-            self.conn.state.loop.call_soon(self.flush_pending_head)
+        # The app may now wait a long time before its first body message; make sure the
+        # client sees the head soon. Usually the body follows at once and this finds
+        # nothing left to send.
+        self.conn.state.loop.call_soon(self.flush_pending_head)
 
     def flush_pending_head(self) -> None:
         """Send a held-back response head now, committing to a streamed body."""
