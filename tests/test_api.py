@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import hasten
+from tests.harness import run_client
 from tests.subprocesses import listening_process
 
 
@@ -70,7 +71,7 @@ def test_server_serves_inside_a_running_loop_until_should_exit() -> None:
         await asyncio.wait_for(task, 5)
         return body
 
-    assert asyncio.run(main()) == b"embedded"
+    assert run_client(main()) == b"embedded"
 
 
 def test_should_exit_set_from_another_thread_stops_the_server() -> None:
@@ -87,7 +88,7 @@ def test_should_exit_set_from_another_thread_stops_the_server() -> None:
         await asyncio.wait_for(task, 5)
         thread.join()
 
-    asyncio.run(main())
+    run_client(main())
 
 
 def test_server_accepts_already_listening_sockets() -> None:
@@ -104,7 +105,7 @@ def test_server_accepts_already_listening_sockets() -> None:
         await asyncio.wait_for(task, 5)
         return body
 
-    assert asyncio.run(main()) == b"embedded"
+    assert run_client(main()) == b"embedded"
 
 
 @pytest.mark.parametrize(

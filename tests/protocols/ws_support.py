@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.harness import RawClient, RunningServer
+from tests.harness import RawClient, RunningServer, run_client
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -145,7 +145,7 @@ class Recorder:
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 20))
+    return run_client(asyncio.wait_for(coro, 20))
 
 
 def ws_url(server: RunningServer, path: str = "/ws") -> str:
