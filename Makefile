@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 4
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck pytest test-all clean
+.PHONY: run test lint typecheck pytest test-tools test-all clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +29,20 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.dev-installed
+pytest: $(VENV)/.dev-installed test-tools
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The Debian tools the tests drive (curl, h2load, chromium), installed once before pytest
+# starts its workers: several workers running apt-get at once fail on dpkg's lock.
+TEST_TOOLS := curl:curl h2load:nghttp2-client chromium:chromium
+test-tools:
+	@missing=""; for pair in $(TEST_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	[ -z "$$missing" ] || { echo "installing$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+	    install -y -qq $$missing; }
 
 # The suite on every CPython >= 3.11 this machine has (on PATH or under pyenv). A pyenv shim
 # for a version that is installed but not selected exists on PATH and fails when run, so
@@ -57,7 +70,6 @@ clean:
 # The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
 BENCH_VENV ?= .venv-bench
 BENCH_PYTHON ?= $(PYTHON)
-SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: bench bench-tools bench-profile
 

@@ -216,7 +216,10 @@ def parse_frames(data: bytes) -> list[Any]:
 def ensure_h2load() -> str:
     """The path of h2load, installing Debian's nghttp2-client first when it is missing."""
     if shutil.which("h2load") is None:
-        install = ["apt-get", "install", "-y", "-qq", "nghttp2-client"]
+        # `make test` installs it before the workers start; this is for a bare pytest run,
+        # and waits on dpkg's lock rather than fail when another install holds it.
+        install = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "install", "-y", "-qq"]
+        install.append("nghttp2-client")
         if subprocess.run(install, check=False, capture_output=True, timeout=300).returncode:
             subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
             subprocess.run(install, check=False, capture_output=True, timeout=300)
