@@ -44,10 +44,17 @@ class H2Client:
         settings: dict[int, int] | None = None,
         timeout: float = 5.0,
         sock: socket.socket | None = None,
+        validate: bool = True,
     ) -> None:
         self.sock = sock or socket.create_connection((host, port), timeout=timeout)
         self.sock.settimeout(timeout)
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # validate=False lets the client send fields h2 would refuse to (malformed requests).
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=validate,
+            normalize_outbound_headers=validate,
+        )
         self.conn = h2.connection.H2Connection(config)
         if settings:
             self.conn.local_settings = h2.settings.Settings(client=True, initial_values=settings)

@@ -27,6 +27,12 @@ from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1 import RequestCycle, _ip_address
+from hasten.protocols.http2_fields import (
+    MalformedRequest,
+    RequestFields,
+    check_trailer_fields,
+    parse_request_fields,
+)
 from hasten.protocols.http2_limits import H2Limits, RateBudget
 from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
 from hasten.proxy import apply_proxy_headers
@@ -42,7 +48,9 @@ SWITCHING_PROTOCOLS = (
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
-_RESETS_A_CLIENT_CAN_PROVOKE = frozenset({ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM})
+_RESETS_A_CLIENT_CAN_PROVOKE = frozenset(
+    {ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR}
+)
 
 
 class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
@@ -88,7 +96,16 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.reset_budget = RateBudget(limits.max_reset_streams, now)
         self.control_budget = RateBudget(limits.max_control_frames, now)
         machine = self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding=None)
+            h2.config.H2Configuration(
+                client_side=False,
+                header_encoding=None,
+                # Received fields are checked by http2_fields, sent ones by http2_stream:
+                # h2's generator chains for both cost ~25% of a small request.
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+            )
         )
         machine.local_settings = h2.settings.Settings(
             client=False,
@@ -208,8 +225,30 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         self.control_budget.earn(1)
-        scope, status = self._build_scope(event.headers or [])
+        try:
+            fields = parse_request_fields(event.headers or [], extended_connect=False)
+        except MalformedRequest as exc:
+            self._refuse_malformed(stream_id, exc)
+            return
+        scope, status = self._build_scope(fields)
         self._open_stream(stream_id, scope, status)
+
+    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+        """Request trailers are dropped, as over HTTP/1.1; malformed ones reset the stream."""
+        try:
+            check_trailer_fields(event.headers or [])
+        except MalformedRequest as exc:
+            self._refuse_malformed(event.stream_id or 0, exc)
+
+    def _refuse_malformed(self, stream_id: int, exc: MalformedRequest) -> None:
+        """RFC 9113 §8.1.1: a malformed request is a stream error, not a connection error."""
+        error_logger.debug("Malformed HTTP/2 request from %s: %s", self.client, exc)
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            stream.client_gone()
+            if stream.task is not None and not stream.response_complete:
+                stream.task.cancel()
+        self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
     def _open_stream(self, stream_id: int, scope: dict[str, Any], status: int) -> H2Stream | None:
         """Start the app for a request, or answer it with ``status`` if that is not 0."""
@@ -223,35 +262,14 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self._run_app(stream)
         return stream
 
-    def _build_scope(self, headers: list[tuple[bytes, bytes]]) -> tuple[dict[str, Any], int]:
-        """The ASGI scope of a request, and the error status to answer it with (or 0).
-
-        h2 has already refused malformed requests (RFC 9113 §8.2, §8.3) with a connection
-        error, so the pseudo-header fields are present and well-formed here.
-        """
-        method = authority = b""
-        target = b"/"
+    def _build_scope(self, fields: RequestFields) -> tuple[dict[str, Any], int]:
+        """The ASGI scope of a request, and the error status to answer it with (or 0)."""
+        method, target, _, _, headers = fields
         status = 0
-        regular: list[tuple[bytes, bytes]] = []
-        has_host = False
-        for name, value in headers:
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    target = value
-                elif name == b":authority":
-                    authority = value
-                # :scheme is what the client claims; the scope's scheme is what this
-                # connection is (TLS or not), unless a trusted proxy says otherwise.
-            else:
-                has_host = has_host or name == b"host"
-                regular.append((name, value))
+        if self.limits.max_request_body is not None:
+            for name, value in headers:
                 if name == b"content-length" and self._body_over_limit(value):
                     status = 413
-        if authority and not has_host:
-            # ASGI apps find the authority in the Host header (RFC 9113 §8.3.1).
-            regular.insert(0, (b"host", authority))
         raw_path, _, query_string = target.partition(b"?")
         try:
             path = decode_path(raw_path)
@@ -268,13 +286,13 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             "path": root_path + path if root_path else path,
             "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
             "query_string": query_string,
-            "headers": regular,
+            "headers": headers,
             "state": self.state.lifespan_state.copy(),
             "extensions": self.extensions.copy(),
         }
         if self.state.trusted_proxies is not None:
             scope["client"], scope["scheme"] = apply_proxy_headers(
-                self.state.trusted_proxies, self.client, self.scheme, regular
+                self.state.trusted_proxies, self.client, self.scheme, headers
             )
         if not status and self.state.over_capacity():
             error_logger.warning("Exceeded concurrency limit; answering 503.")
@@ -581,6 +599,7 @@ _EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
     h2.events.RequestReceived: H2Connection._on_request,
     h2.events.DataReceived: H2Connection._on_data,
     h2.events.StreamEnded: H2Connection._on_stream_ended,
+    h2.events.TrailersReceived: H2Connection._on_trailers,
     h2.events.StreamReset: H2Connection._on_stream_reset,
     h2.events.WindowUpdated: H2Connection._on_window_updated,
     h2.events.RemoteSettingsChanged: H2Connection._on_settings,

@@ -43,6 +43,16 @@ _USEFUL_FRAME_SIZE = 1024
 Headers = list[tuple[bytes, bytes]]
 
 
+def _field_value(value: bytes) -> bytes:
+    """RFC 9113 §8.2.1: no whitespace at either end of a value (HTTP/1.1 reads it as OWS).
+
+    h2's own normalisation of sent fields is off (see ``http2.py``); names are lowered here.
+    """
+    if value and (value[0] in (32, 9) or value[-1] in (32, 9)):
+        return value.strip(b" \t")
+    return value
+
+
 class H2Stream:
     """One request and its response on an HTTP/2 connection."""
 
@@ -245,7 +255,7 @@ class H2Stream:
                     raise RuntimeError(f"Invalid response Content-Length {value!r}")
                 self.declared_length = int(value)
             overridden.add(lowered)
-            head.append((lowered, value))
+            head.append((lowered, _field_value(value)))
         head[1:1] = self.conn.default_headers(overridden)
         self.head = head
         self.response_headers = head
@@ -324,7 +334,7 @@ class H2Stream:
             check_response_header(name, value)
             lowered = name.lower()
             if lowered not in CONNECTION_SPECIFIC_FIELDS:
-                self.trailers.append((lowered, value))
+                self.trailers.append((lowered, _field_value(value)))
         if message.get("more_trailers", False):
             return
         try:
@@ -340,7 +350,7 @@ class H2Stream:
         head: Headers = [(b":status", b"103")]
         for link in message.get("links", ()):
             check_response_header(b"link", link)
-            head.append((b"link", link))
+            head.append((b"link", _field_value(link)))
         try:
             self.conn.h2.send_headers(self.stream_id, head)
         except h2.exceptions.ProtocolError:
