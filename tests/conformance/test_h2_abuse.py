@@ -421,3 +421,14 @@ def test_valid_request_trailers_are_accepted_and_dropped(
         client.flush()
         response = client.response(stream_id)
         assert (response.status, response.body, response.reset_code) == (200, b"ok", None)
+
+
+def test_malformed_request_flood_spends_the_reset_budget() -> None:
+    # Each malformed request provokes a server reset (CVE-2025-8671). Fewer than
+    # max_concurrent_streams at once: more is a connection error of its own (§5.1.2).
+    encoder = Encoder()
+    malformed = [*REQUEST_HEADERS, ("connection", "close")]
+    frames = [headers_frame(encoder, stream_id, headers=malformed) for stream_id in range(1, 80, 2)]
+    with run_server(AbuseApp(), h2_max_reset_streams=20) as server:
+        assert goaway_code_after(server, b"".join(frames)) == ErrorCodes.ENHANCE_YOUR_CALM
+        assert_still_serving(server)

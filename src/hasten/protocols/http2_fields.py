@@ -59,27 +59,25 @@ def parse_request_fields(
     host: bytes | None = None
     valid = _valid_fields
     for field in fields:
-        name, value = field
-        if name[:1] == b":":
-            if headers or cookies:
-                raise MalformedRequest(f"pseudo-header field {name!r} after a regular field")
-            if name not in _PSEUDO_FIELDS or name in pseudo:
-                raise MalformedRequest(f"unknown or repeated pseudo-header field {name!r}")
-            if _is_bad_value(value) is not None:
-                raise MalformedRequest(f"invalid value of {name!r}")
-            pseudo[name] = value
-            continue
         if field not in valid:
-            _check_regular_field(name, value)
+            _check_field(*field)
             if len(valid) >= _VALID_FIELDS_MAX:
                 valid.clear()
             valid.add(field)
-        if name == b"cookie":
-            cookies.append(value)
+        name = field[0]
+        # Checked above: the name is not empty.
+        if name[0] == 58:  # b":"
+            if headers or cookies:
+                raise MalformedRequest(f"pseudo-header field {name!r} after a regular field")
+            if name in pseudo:
+                raise MalformedRequest(f"repeated pseudo-header field {name!r}")
+            pseudo[name] = field[1]
+        elif name == b"cookie":
+            cookies.append(field[1])
         elif name == b"host":
             if host is not None:
                 raise MalformedRequest("more than one host field")
-            host = value
+            host = field[1]
             headers.append(field)
         else:
             headers.append(field)
@@ -104,14 +102,18 @@ def check_trailer_fields(fields: list[tuple[bytes, bytes]]) -> None:
     for name, value in fields:
         if name[:1] == b":":
             raise MalformedRequest(f"pseudo-header field {name!r} in trailers")
-        _check_regular_field(name, value)
+        _check_field(name, value)
 
 
-def _check_regular_field(name: bytes, value: bytes) -> None:
-    if _is_lowercase_token(name) is None:
-        raise MalformedRequest(f"invalid field name {name!r}")
+def _check_field(name: bytes, value: bytes) -> None:
     if _is_bad_value(value) is not None:
         raise MalformedRequest(f"invalid value of {name!r}")
+    if name[:1] == b":":
+        if name not in _PSEUDO_FIELDS:
+            raise MalformedRequest(f"unknown pseudo-header field {name!r}")
+        return
+    if _is_lowercase_token(name) is None:
+        raise MalformedRequest(f"invalid field name {name!r}")
     if name in _CONNECTION_SPECIFIC:
         raise MalformedRequest(f"connection-specific field {name!r}")
     if name == b"te" and value != b"trailers":

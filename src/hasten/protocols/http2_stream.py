@@ -57,6 +57,7 @@ class H2Stream:
     """One request and its response on an HTTP/2 connection."""
 
     __slots__ = (
+        "app_started",
         "body",
         "body_complete",
         "body_finished",
@@ -90,6 +91,7 @@ class H2Stream:
         self.scope = scope
         self.is_head = scope["method"] == "HEAD"
         self.task: asyncio.Task[None] | None = None
+        self.app_started = False
         self.body: list[bytes] = []
         self.unacknowledged = 0
         self.received_length = 0
@@ -117,6 +119,23 @@ class H2Stream:
 
     async def run(self) -> None:
         """Run the app and turn whatever goes wrong into a clean end of the stream."""
+        self.app_started = True
+        try:
+            await self._run_app()
+        finally:
+            self.conn.app_finished(self)
+
+    def cancel(self) -> None:
+        """Stop the app: the client no longer wants the answer, or has gone."""
+        task = self.task
+        if task is None or task.done():
+            return
+        task.cancel()
+        if not self.app_started:
+            # Cancelled before its first step, the coroutine never runs, nor its finally.
+            self.conn.app_finished(self)
+
+    async def _run_app(self) -> None:
         try:
             result: object = await self.conn.state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
         except asyncio.CancelledError:
