@@ -314,7 +314,18 @@ class H2Stream:
                 if self.head is not None:
                     self._send_head(end_stream=False)
                 if body or end_stream:
-                    await self._send_data(body, end_stream)
+                    machine = self.conn.h2
+                    size = len(body)
+                    if (
+                        size <= machine.max_outbound_frame_size
+                        and size <= machine.local_flow_control_window(self.stream_id)
+                    ):
+                        # The common case, a body that fits in one frame and the windows,
+                        # is sent without the coroutine that waits on them.
+                        self._send_frame(body, end_stream)
+                        self.conn.flush_soon()
+                    else:
+                        await self._send_data(body, end_stream)
         except h2.exceptions.ProtocolError:
             # The stream or the connection was closed under the app (reset, GOAWAY).
             self.disconnected = True
@@ -340,13 +351,18 @@ class H2Stream:
                 continue
             chunk = data[:size] if size < len(data) else data
             data = data[size:] if size < len(data) else b""
-            machine.send_data(stream_id, chunk, end_stream=end_stream and not data)
-            self.progress_at = conn.state.loop.time()
-            if size >= _USEFUL_FRAME_SIZE or (end_stream and not data):
-                conn.control_budget.earn(2)
+            self._send_frame(chunk, end_stream and not data)
             if not data:
                 break
         conn.flush_soon()
+
+    def _send_frame(self, chunk: bytes, end_stream: bool) -> None:
+        """One DATA frame, which the windows have room for."""
+        conn = self.conn
+        conn.h2.send_data(self.stream_id, chunk, end_stream=end_stream)
+        self.progress_at = conn.state.loop.time()
+        if len(chunk) >= _USEFUL_FRAME_SIZE or end_stream:
+            conn.control_budget.earn(2)
 
     def _add_trailers(self, message: Message) -> None:
         for name, value in message.get("headers", ()):
