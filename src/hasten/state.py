@@ -52,6 +52,7 @@ class ServerState:
         "limit_concurrency",
         "limit_write_buffer",
         "loop",
+        "pending_heads",
         "request_limits",
         "root_path",
         "shutting_down",
@@ -72,6 +73,9 @@ class ServerState:
         self.loop = loop
         self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        # HTTP/1.1 response heads held back for their body, flushed together at the end of
+        # the loop turn (h1_cycle): one loop callback per turn, not one per response.
+        self.pending_heads: list[RequestCycle] = []
         self.lifespan_state: dict[str, Any] = {}
         self.root_path = config.root_path
         self.access_log = config.access_log and access_logger.isEnabledFor(20)

@@ -70,6 +70,7 @@ class RequestCycle:
         "scope",
         "start_time",
         "status",
+        "task",
         "waiter",
     )
 
@@ -99,18 +100,31 @@ class RequestCycle:
         self.chunked = False
         self.close_after = False
         self.start_time = 0.0
+        self.task: asyncio.Task[None] | None = None
 
     # -- app side ---------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run the app for this request and turn whatever goes wrong into a clean answer."""
+        state = self.conn.state
         try:
-            result: object = await self.conn.state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
-        except BaseException as exc:
-            self._app_failed(exc)
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            return
+            try:
+                result: object = await state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
+            except BaseException as exc:
+                self._app_failed(exc)
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                return
+            self._check_app_result(result)
+        finally:
+            # The task leaves the registry itself: a done callback would cost one more
+            # loop callback per request. (Only shutdown cancels these tasks, and a task
+            # cancelled before its first step never gets here; shutdown waits on it anyway.)
+            if self.task is not None:
+                state.tasks.discard(self.task)
+                self.task = None  # no reference cycle left for the garbage collector
+
+    def _check_app_result(self, result: object) -> None:
         if result is not None:
             error_logger.error("ASGI callable returned a non-None value: %r", result)
         if not self.response_started:
@@ -286,9 +300,13 @@ class RequestCycle:
         self.response_started = True
         self.head_pending = True
         # The app may now wait a long time before its first body message; make sure the
-        # client sees the head soon. Usually the body follows at once and this finds
+        # client sees the head soon. Usually the body follows at once and the flush finds
         # nothing left to send.
-        self.conn.state.loop.call_soon(self.flush_pending_head)
+        state = self.conn.state
+        pending = state.pending_heads
+        if not pending:
+            state.loop.call_soon(_flush_pending_heads, pending)
+        pending.append(self)
 
     def flush_pending_head(self) -> None:
         """Send a held-back response head now, committing to a streamed body."""
@@ -419,6 +437,14 @@ class RequestCycle:
     def client_gone(self) -> None:
         self.disconnected = True
         self._wake()
+
+
+def _flush_pending_heads(pending: list[RequestCycle]) -> None:
+    """The end of a loop turn: every head still held back goes out without its body."""
+    cycles = pending.copy()
+    pending.clear()
+    for cycle in cycles:
+        cycle.flush_pending_head()
 
 
 def caused_by_disconnect(exc: BaseException) -> bool:

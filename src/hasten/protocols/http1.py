@@ -400,9 +400,8 @@ class H1Connection(asyncio.Protocol):
         # inside data_received): measured with wrk -c64 on 3.12 and 3.13, eager start cut
         # hello throughput by a quarter or more. Reading every ready socket first and then
         # running the apps serves a loaded server better.
-        task = state.loop.create_task(cycle.run())
+        task = cycle.task = state.loop.create_task(cycle.run())
         state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
 
     def response_finished(self, cycle: RequestCycle) -> None:
         """Called when a response has been completely written."""
