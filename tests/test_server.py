@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import HastenProcess, RawClient, request, run_server, spawn_hasten
+from tests.harness import (
+    HastenProcess,
+    RawClient,
+    hasten_process,
+    request,
+    run_server,
+    spawn_hasten,
+)
 
 
 @pytest.fixture
@@ -186,3 +196,19 @@ def test_port_in_use_is_one_error_line_and_exit_code_3() -> None:
     assert len(errors) == 1
     assert "Could not listen" in errors[0]
     assert "lifespan shutdown" in running.output()
+
+
+@pytest.mark.parametrize("option", [[], ["--gc-threshold", "5000"], ["--gc-threshold", "0"]])
+def test_gc_threshold_is_set_once_the_server_starts(option: list[str]) -> None:
+    python_default = subprocess.run(
+        [sys.executable, "-c", "import gc; print(gc.get_threshold()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    expected = {"": "20000", "5000": "5000", "0": python_default}[option[-1] if option else ""]
+    with (
+        hasten_process("gc_threshold_app:app", "--port", "0", *option) as running,
+        urllib.request.urlopen(running.url, timeout=10) as response,
+    ):
+        assert response.read().decode() == expected

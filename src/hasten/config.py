@@ -80,6 +80,11 @@ class Config:
     uds: str | None = setting(None, "Bind to this Unix domain socket.", metavar="PATH")
     fd: int | None = setting(None, "Serve on an already bound socket, by file descriptor.")
     backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.")
+    gc_threshold: int = setting(
+        20000,
+        "Allocations between runs of Python's youngest garbage-collector generation, set "
+        "once the server starts (Python's own default is 700); 0 leaves it alone.",
+    )
     app_dir: str = setting(".", "Look for the app module in this directory.", metavar="DIR")
     factory: bool = setting(
         False, "Treat APP as a factory: call it with no arguments to get the app.", flag=True
@@ -338,6 +343,8 @@ class Config:
             raise ValueError(f"port={self.port} is not allowed; use 0..65535")
         if self.backlog < 1:
             raise ValueError(f"backlog={self.backlog} is not allowed; use a positive number")
+        if self.gc_threshold < 0:
+            raise ValueError(f"gc_threshold={self.gc_threshold} must be >= 0")
         if self.limit_concurrency is not None and self.limit_concurrency < 1:
             raise ValueError(f"limit_concurrency={self.limit_concurrency} must be positive")
         if self.timeout_keep_alive < 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -151,6 +152,13 @@ class Server:
             return
         state = self.state = ServerState(config, app, loop)
         state.lifespan_state = lifespan.state
+        if config.gc_threshold:
+            # With many connections open, each request's few dicts, lists and tasks trip
+            # Python's default threshold (700) every handful of requests, and every run
+            # walks the objects of all the requests in flight: at 1000 connections that
+            # was ~12% of the server's time (perf). Request objects die by reference
+            # counting; the collector is only for cycles, which can wait a little longer.
+            gc.set_threshold(config.gc_threshold)
         try:
             await self._start_listening(state, sockets)
         except OSError as exc:
