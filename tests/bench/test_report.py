@@ -41,6 +41,13 @@ def test_unsupported_websocket_skips_its_target() -> None:
     assert _status(results, "ws >= 1.3x uvicorn") == "SKIP"
 
 
+def test_h2_target_is_ten_times_hypercorn() -> None:
+    results = {"h2": {"hasten": Sample(rate=999.0), "hypercorn": Sample(rate=100.0)}}
+    assert _status(results, "h2 >= 10.0x hypercorn") == "FAIL"
+    results["h2"]["hasten"] = Sample(rate=1000.0)
+    assert _status(results, "h2 >= 10.0x hypercorn") == "PASS"
+
+
 def test_results_table_shows_ratios_against_both_peers() -> None:
     results = {
         "hello": {
