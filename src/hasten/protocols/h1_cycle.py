@@ -36,6 +36,13 @@ _LAST_CHUNK = b"0\r\n\r\n"
 _COALESCE_LIMIT = 64 * 1024
 _CONTENT_LENGTH_VALUE = re.compile(rb"[0-9]{1,18}").fullmatch
 _NO_BODY_STATUSES = frozenset({204, 304})
+# Response fields the server reads rather than just copies.
+_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+# Apps send the same few header pairs response after response: each pair is checked,
+# lowered and serialised once, then found here (name lowered, header line, whether it is
+# one of _FRAMING_FIELDS). Bounded by clearing.
+_known_header_lines: dict[tuple[bytes, bytes], tuple[bytes, bytes, bool]] = {}
+_KNOWN_HEADER_LINES_MAX = 4096
 
 
 class RequestCycle:
@@ -260,36 +267,30 @@ class RequestCycle:
         overridden_defaults: set[bytes] | None = None
         for header in header_iterator:
             try:
-                name, value = header
-            except (TypeError, ValueError):
-                raise RuntimeError(
-                    f"Response headers must be (name, value) pairs, got {header!r}"
-                ) from None
-            check_response_header(name, value)
-            lowered = name.lower()
-            if lowered == b"content-length":
-                if _CONTENT_LENGTH_VALUE(value) is None:
-                    raise RuntimeError(f"Invalid response Content-Length {value!r}")
-                if declared_length is not None:
-                    # Two lengths make the framing ambiguous (RFC 9110 §8.6).
-                    raise RuntimeError("More than one response Content-Length header.")
-                declared_length = int(value)
-                if status == 204:
-                    # RFC 9110 §8.6: a 204 carries no Content-Length.
+                lowered, line, framing = _known_header_lines[header]
+            except (KeyError, TypeError):  # new, or a list (unhashable)
+                lowered, line, framing = _header_line(header)
+            if framing:
+                if lowered == b"content-length":
+                    if declared_length is not None:
+                        # Two lengths make the framing ambiguous (RFC 9110 §8.6).
+                        raise RuntimeError("More than one response Content-Length header.")
+                    declared_length = int(header[1])
+                    if status == 204:
+                        # RFC 9110 §8.6: a 204 carries no Content-Length.
+                        continue
+                elif lowered == b"transfer-encoding":
+                    # The server frames the body itself; the app's framing header is replaced.
                     continue
-            elif lowered == b"transfer-encoding":
-                # The server frames the body itself; the app's framing header is replaced.
-                continue
-            elif lowered == b"connection":
-                if b"close" in value.lower():
-                    close = True
-                continue
+                else:  # connection
+                    if b"close" in header[1].lower():
+                        close = True
+                    continue
             elif lowered in default_names:
                 if overridden_defaults is None:
                     overridden_defaults = set()
                 overridden_defaults.add(lowered)
-            # Four pieces, joined once with the whole head: cheaper than formatting a line.
-            parts += (name, b": ", value, b"\r\n")
+            parts.append(line)
         self.status = status
         if self.conn.state.access_log:
             self.response_headers = list(headers)
@@ -437,6 +438,27 @@ class RequestCycle:
     def client_gone(self) -> None:
         self.disconnected = True
         self._wake()
+
+
+def _header_line(header: Any) -> tuple[bytes, bytes, bool]:
+    """Check one response header the app sent: its lowered name, its line, and whether the
+    server reads it (``_FRAMING_FIELDS``); remembered when the pair is a tuple."""
+    try:
+        name, value = header
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            f"Response headers must be (name, value) pairs, got {header!r}"
+        ) from None
+    check_response_header(name, value)
+    lowered = name.lower()
+    if lowered == b"content-length" and _CONTENT_LENGTH_VALUE(value) is None:
+        raise RuntimeError(f"Invalid response Content-Length {value!r}")
+    entry = (lowered, b"%b: %b\r\n" % (name, value), lowered in _FRAMING_FIELDS)
+    if type(header) is tuple:
+        if len(_known_header_lines) >= _KNOWN_HEADER_LINES_MAX:
+            _known_header_lines.clear()
+        _known_header_lines[header] = entry
+    return entry
 
 
 def _flush_pending_heads(pending: list[RequestCycle]) -> None:
