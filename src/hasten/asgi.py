@@ -133,11 +133,14 @@ def plain_response_body(status: int) -> bytes:
 PLAIN_RESPONSE_CONTENT_TYPE = b"text/plain; charset=utf-8"
 
 
-def plain_response(status: int, *, close: bool = True, extra_headers: bytes = b"") -> bytes:
+def plain_response(
+    status: int, *, close: bool = True, extra_headers: bytes = b"", head: bool = False
+) -> bytes:
     """A short, fixed HTTP/1.1 error response: the status line and its phrase as body.
 
     ``extra_headers`` are serialised header lines the status calls for (``426`` names the
-    protocol versions to upgrade to, for instance).
+    protocol versions to upgrade to, for instance). ``head``: the answer to a HEAD request,
+    whose fields are a GET's but which carries no content (RFC 9110 §9.3.2).
     """
     body = plain_response_body(status)
     return b"".join(
@@ -147,7 +150,7 @@ def plain_response(status: int, *, close: bool = True, extra_headers: bytes = b"
             b"content-type: %b\r\n" % PLAIN_RESPONSE_CONTENT_TYPE,
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n" if close else b"\r\n",
-            body,
+            b"" if head else body,
         )
     )
 

@@ -42,6 +42,21 @@ def app_with(behaviour: Callable[[Send], Awaitable[None]]) -> Any:
 # -- app exceptions ------------------------------------------------------------------------
 
 
+def test_error_response_to_head_has_the_fields_of_get_and_no_content() -> None:
+    async def fail(send: Send) -> None:
+        raise ValueError("boom")
+
+    with captured("hasten.error"), run_server(app_with(fail)) as server:
+        with server.connect() as client:  # RFC 9110 §9.3.2
+            client.send(request("HEAD"))
+            raw = client.read_all()
+        head, _, content = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 500 ")
+        assert b"content-length: 22" in head.lower()  # the length a GET's body would have
+        assert content == b""
+        assert_still_serving(server)
+
+
 def test_exception_before_response_gives_500_and_one_logged_traceback() -> None:
     async def fail(send: Send) -> None:
         raise ValueError("boom")

@@ -170,7 +170,7 @@ class RequestCycle:
         self.response_complete = True
         self.status = status
         if not self.disconnected:
-            self.conn.transport.write(plain_response(status))
+            self.conn.transport.write(plain_response(status, head=self.is_head))
         self._wake()
         self.conn.close_transport()
         if self.conn.state.access_log:

@@ -439,7 +439,7 @@ class H1Connection(asyncio.Protocol):
             if broken is self.cycle:
                 if broken.head_pending or not broken.response_started:
                     broken.head_pending = False
-                    self.transport.write(plain_response(status))
+                    self.transport.write(plain_response(status, head=broken.is_head))
                 # The app's receive() now says http.disconnect.
                 self.close_transport()
                 return
