@@ -19,6 +19,7 @@ from hasten.lifespan import Lifespan
 from hasten.logs import error_logger
 from hasten.protocols.negotiation import connection_factory
 from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
+from hasten.protocols.websocket_connection import WebSocketSettings
 from hasten.state import ServerState
 from hasten.tls import create_ssl_context
 
@@ -181,7 +182,8 @@ class Server:
         ssl_context = create_ssl_context(config)
         protocol_factory = connection_factory(state, config, ssl_context)
         if config.ws != "none":
-            state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, config)
+            settings = state.websocket_settings = WebSocketSettings.from_config(config)
+            state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, settings)
         if sockets:
             adopted = list(sockets)
         else:

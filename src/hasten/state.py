@@ -16,6 +16,7 @@ from hasten.proxy import TrustedProxies
 
 if TYPE_CHECKING:
     from hasten.protocols.http1 import H1Connection, RequestCycle
+    from hasten.protocols.websocket_connection import WebSocketSettings
 
 # Takes over a connection whose request asked to switch protocols (``Upgrade: <token>``):
 # called with the connection, the request and the bytes after its head; returns False to
@@ -64,6 +65,7 @@ class ServerState:
         "timeout_response_write",
         "trusted_proxies",
         "upgrade_handlers",
+        "websocket_settings",
     )
 
     def __init__(
@@ -93,6 +95,8 @@ class ServerState:
         self.shutting_down = False
         self.upgrade_handlers: dict[bytes, UpgradeHandler] = {}
         self.http2_preface_handler: PrefaceHandler | None = None
+        # Set when WebSockets are on (``--ws``); HTTP/2 then offers them too (RFC 8441).
+        self.websocket_settings: WebSocketSettings | None = None
         static: list[tuple[bytes, bytes]] = []
         if config.server_header:
             static.append((b"server", b"hasten"))

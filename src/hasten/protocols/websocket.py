@@ -1,65 +1,44 @@
-"""WebSockets (RFC 6455) on the sans-I/O ``ServerProtocol`` of the websockets library: the
-opening handshake.
+"""WebSockets (RFC 6455) over HTTP/1.1: the opening handshake, and the TCP connection as the
+channel of a :class:`~hasten.protocols.websocket_connection.WebSocketConnection`.
 
 HTTP/1.1 hands a request carrying ``Upgrade: websocket`` to :func:`upgrade_to_websocket`,
 which checks the handshake (400, 426, or plain HTTP for what cannot be one) and gives the
-transport to a :class:`~hasten.protocols.websocket_connection.WebSocketConnection`, which
-runs the app.
+transport to an :class:`H1WebSocket`, which runs the app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import logging
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from websockets.datastructures import Headers
 from websockets.exceptions import InvalidHandshake
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import OPEN
-from websockets.server import ServerProtocol
 
-from hasten.asgi import plain_response
-from hasten.config import Config
-from hasten.logs import error_logger
-from hasten.protocols.websocket_connection import WebSocketConnection, WebSocketSettings
+from hasten.asgi import Message, encode_headers, plain_response, status_line, websocket_scope
+from hasten.logs import error_logger, log_access
+from hasten.protocols.flow import PAUSED_FOR_BODY, ReadingFollowsWriting
+from hasten.protocols.websocket_connection import (
+    WebSocketConnection,
+    WebSocketSettings,
+    frame_protocol,
+    request_headers,
+)
 from hasten.state import ServerState, UpgradeHandler
 
 if TYPE_CHECKING:
+    from websockets.server import ServerProtocol
+
     from hasten.protocols.http1 import H1Connection, RequestCycle
 
 # RFC 6455 §4.4: the version a 426 names as the one this server speaks.
 _VERSION_REQUIRED = b"sec-websocket-version: 13\r\n"
 
 
-class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
-    """websockets logs every connection's open and close at INFO; that's debug detail here."""
-
-    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
-        self.debug(msg, *args, **kwargs)
-
-
-_protocol_logger = _QuietLogger(error_logger, {})
-
-
-class _ServerProtocol(ServerProtocol):
-    """websockets' server side, with a close frame allowed between fragments."""
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE:
-            # RFC 6455 §5.4: control frames may come between the fragments of a message;
-            # a close there ends the connection cleanly, and the unfinished message with
-            # it (websockets would fail the connection with 1002).
-            self.current_size = None
-        super().recv_frame(frame)
-
-
-def upgrade_handler(state: ServerState, config: Config) -> UpgradeHandler:
+def upgrade_handler(state: ServerState, settings: WebSocketSettings) -> UpgradeHandler:
     """The handler HTTP/1.1 calls for ``Upgrade: websocket``."""
-    return functools.partial(upgrade_to_websocket, state, WebSocketSettings.from_config(config))
+    return functools.partial(upgrade_to_websocket, state, settings)
 
 
 def upgrade_to_websocket(
@@ -97,21 +76,13 @@ def upgrade_to_websocket(
         conn.transport.write(plain_response(426, extra_headers=_VERSION_REQUIRED))
         conn.close_transport()
         return True
-    protocol = _ServerProtocol(
-        extensions=[ServerPerMessageDeflateFactory()] if settings.per_message_deflate else None,
-        state=OPEN,
-        max_size=settings.max_size,
-        logger=_protocol_logger,
-    )
-    headers = Headers(
-        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
-    )
+    protocol = frame_protocol(settings)
     conn.hand_over()
     try:
         # Checks Connection, Upgrade and Sec-WebSocket-Key (RFC 6455 §4.2.1) and
         # negotiates permessage-deflate; the subprotocol is the app's to choose.
         accept_key, extensions_header, _ = protocol.process_request(
-            Request(scope["raw_path"].decode("latin-1"), headers)
+            Request(scope["raw_path"].decode("latin-1"), request_headers(scope))
         )
     except InvalidHandshake as exc:
         error_logger.debug("Invalid WebSocket handshake: %s", exc)
@@ -128,5 +99,133 @@ def upgrade_to_websocket(
     ]
     if extensions_header is not None:
         handshake.append((b"sec-websocket-extensions", extensions_header.encode("ascii")))
-    WebSocketConnection(state, settings, conn, cycle, protocol, handshake).take_over(rest)
+    H1WebSocket(state, settings, conn, cycle, protocol, handshake).take_over(rest)
     return True
+
+
+class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
+    """A WebSocket on the TCP connection of the HTTP/1.1 request that opened it.
+
+    It becomes the transport's protocol; until the app accepts, the request's cycle answers
+    over HTTP, and once the WebSocket is over the connection closes (RFC 6455 §7.1.1).
+    """
+
+    __slots__ = ("cycle", "flow", "state", "transport", "websocket")
+
+    def __init__(
+        self,
+        state: ServerState,
+        settings: WebSocketSettings,
+        conn: H1Connection,
+        cycle: RequestCycle,
+        protocol: ServerProtocol,
+        handshake_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.state = state
+        self.cycle = cycle
+        self.transport = conn.transport
+        # The HTTP cycle writes the denial response through the same flow control.
+        self.flow = conn.flow
+        self.websocket = WebSocketConnection(
+            state, settings, self, websocket_scope(cycle.scope), protocol, handshake_headers
+        )
+
+    def take_over(self, rest: bytes) -> None:
+        """Become the transport's protocol and start the app."""
+        self.transport.set_protocol(self)
+        self.state.connections.add(self)
+        if rest:
+            self.data_received(rest)
+        task = self.state.loop.create_task(self.websocket.run())
+        self.state.tasks.add(task)
+        task.add_done_callback(self.state.tasks.discard)
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self.websocket.receive_data(data)
+
+    def eof_received(self) -> bool:
+        if self.websocket.is_open:
+            self.websocket.receive_eof()
+        else:
+            self._peer_gone()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state.connections.discard(self)
+        self.flow.connection_lost()
+        self._peer_gone()
+
+    def _peer_gone(self) -> None:
+        self.cycle.client_gone()
+        self.websocket.peer_gone()
+
+    # -- the WebSocket's channel ------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def end(self) -> None:
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self.flow.pause_reading(PAUSED_FOR_BODY)
+
+    def resume_reading(self) -> None:
+        self.flow.resume_reading(PAUSED_FOR_BODY)
+
+    @property
+    def write_paused(self) -> bool:
+        return self.flow.write_paused
+
+    async def drain(self) -> None:
+        await self.flow.drain()
+
+    def refuse(self, status: int) -> None:
+        self.cycle.send_error_response(status)
+
+    def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """The 101 response (RFC 6455 §4.2.2), with the server's default fields."""
+        own_names = frozenset(name.lower() for name, _ in headers)
+        state = self.state
+        self.transport.write(
+            b"".join(
+                (
+                    status_line(101),
+                    state.default_headers_except(own_names & state.default_header_names),
+                    encode_headers(headers),
+                    b"\r\n",
+                )
+            )
+        )
+        if state.access_log:
+            log_access(self.websocket.scope, 101, perf_counter() - self.cycle.start_time)
+
+    async def send_response(self, message: Message) -> None:
+        await self.cycle.send(message)
+
+    @property
+    def response_complete(self) -> bool:
+        return self.cycle.response_complete
+
+    def fail_response(self) -> None:
+        cycle = self.cycle
+        if cycle.head_pending or not cycle.response_started:
+            cycle.send_error_response(500)
+        else:
+            self.transport.close()
+
+    # -- the server -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.websocket.shutdown()
+
+    def close_if_idle_since_before(self, deadline: float) -> None:
+        """A WebSocket is never idle in the keep-alive sense; its pings watch the peer."""

@@ -1,44 +1,40 @@
 """One accepted-or-pending WebSocket: ASGI messages to and from websockets' frames.
 
-The app runs with a websocket scope. Until it accepts, the request's HTTP cycle remains the
+The app runs with a websocket scope. Until it accepts, the request's HTTP side remains the
 way to answer over HTTP: 403 for a close before accept, 500 for a failure, or the app's own
 response (the ``websocket.http.response`` denial extension). Once accepted, websockets
 parses and serialises frames (masking, fragmentation, control frames, close codes,
 permessage-deflate, size limits) and this module moves messages between it and the app,
 with backpressure both ways.
+
+What carries the WebSocket is a :class:`WebSocketChannel`: a TCP connection taken over
+from HTTP/1.1 (``websocket.py``, RFC 6455) or an HTTP/2 stream opened by an extended
+CONNECT (``http2_websocket.py``, RFC 8441). This module never touches either directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 import os
 from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from time import perf_counter
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
+from websockets.datastructures import Headers
 from websockets.exceptions import ProtocolError
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
-from hasten.asgi import (
-    ClientDisconnected,
-    Message,
-    check_response_header,
-    encode_headers,
-    status_line,
-    websocket_scope,
-)
+from hasten.asgi import ClientDisconnected, Message, Scope, check_response_header
 from hasten.config import Config
-from hasten.logs import error_logger, log_access
-from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER, ReadingFollowsWriting
+from hasten.logs import error_logger
+from hasten.protocols.flow import READ_HIGH_WATER
 from hasten.state import ServerState
-
-if TYPE_CHECKING:
-    from hasten.protocols.http1 import H1Connection, RequestCycle
 
 # The only thing that matters in a ping's payload is that pongs to older pings don't match.
 _PING_PAYLOAD_SIZE = 4
@@ -72,32 +68,138 @@ class WebSocketSettings:
         )
 
 
-class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
+class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
+    """websockets logs every connection's open and close at INFO; that's debug detail here."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
+_protocol_logger = _QuietLogger(error_logger, {})
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' server side, with a close frame allowed between fragments."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE:
+            # RFC 6455 §5.4: control frames may come between the fragments of a message;
+            # a close there ends the connection cleanly, and the unfinished message with
+            # it (websockets would fail the connection with 1002).
+            self.current_size = None
+        super().recv_frame(frame)
+
+
+def frame_protocol(settings: WebSocketSettings) -> ServerProtocol:
+    """websockets' sans-I/O server side, already open: the handshake is the caller's."""
+    return _ServerProtocol(
+        extensions=[ServerPerMessageDeflateFactory()] if settings.per_message_deflate else None,
+        state=OPEN,
+        max_size=settings.max_size,
+        logger=_protocol_logger,
+    )
+
+
+def request_headers(scope: Scope) -> Headers:
+    """The request's fields as websockets reads them."""
+    return Headers(
+        [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+    )
+
+
+class WebSocketChannel(Protocol):
+    """What a WebSocket needs of whatever carries it, a TCP connection or an HTTP/2 stream.
+
+    Until the app accepts, the channel is an HTTP request: it answers with an error status
+    (``refuse``), the handshake response (``accept``) or the app's own response
+    (``send_response``). Then it carries frames, with backpressure both ways.
+    """
+
+    def write(self, data: bytes) -> None:
+        """Send frame bytes."""
+
+    def end(self) -> None:
+        """End cleanly: the closing handshake is over, or the denial response complete."""
+
+    def abort(self) -> None:
+        """End abruptly, dropping whatever is still unsent."""
+
+    def is_closing(self) -> bool:
+        """Whether the channel is ending or over: nothing more can be sent."""
+
+    def pause_reading(self) -> None:
+        """Stop taking frames from the peer: the app lags behind."""
+
+    def resume_reading(self) -> None:
+        """Take frames again."""
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the peer lags behind what it was sent."""
+
+    async def drain(self) -> None:
+        """Wait until the peer has taken enough of what it was sent."""
+
+    def refuse(self, status: int) -> None:
+        """Answer the handshake request with a short error response, and end."""
+
+    def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """Answer the handshake request with success and these fields: frames follow."""
+
+    async def send_response(self, message: Message) -> None:
+        """Send an ``http.response.*`` message of the app's own answer to the request."""
+
+    @property
+    def response_complete(self) -> bool:
+        """Whether the app's own response has been sent entirely."""
+
+    def fail_response(self) -> None:
+        """The app's own response went wrong: 500 if none of it was sent, else abort."""
+
+
+class WebSocketConnection:
     """One WebSocket: frames from websockets' ``ServerProtocol`` in, ASGI messages out.
 
     Incoming messages queue in ``incoming`` for the app's ``receive()``; once
-    ``ws_max_queue`` are waiting the socket is no longer read. The app's ``send()`` waits
+    ``ws_max_queue`` are waiting the channel stops reading. The app's ``send()`` waits
     while the peer does not read what it was sent.
     """
+
+    __slots__ = (
+        "channel",
+        "close_timer",
+        "connect_delivered",
+        "disconnect",
+        "early_bytes",
+        "handshake_headers",
+        "incoming",
+        "message_parts",
+        "phase",
+        "ping_timer",
+        "pong_timer",
+        "protocol",
+        "scope",
+        "settings",
+        "state",
+        "text_decoder",
+        "waiter",
+    )
 
     def __init__(
         self,
         state: ServerState,
         settings: WebSocketSettings,
-        conn: H1Connection,
-        cycle: RequestCycle,
+        channel: WebSocketChannel,
+        scope: Scope,
         protocol: ServerProtocol,
         handshake_headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.state = state
         self.settings = settings
-        self.cycle = cycle
+        self.channel = channel
+        self.scope = scope
         self.protocol = protocol
         self.handshake_headers = handshake_headers
-        self.transport = conn.transport
-        # The HTTP cycle writes the denial response through the same flow control.
-        self.flow = conn.flow
-        self.scope = websocket_scope(cycle.scope)
         self.phase = _HANDSHAKE
         self.connect_delivered = False
         self.incoming: deque[Message] = deque()
@@ -113,44 +215,38 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         self.pong_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
 
-    def take_over(self, rest: bytes) -> None:
-        """Become the transport's protocol and start the app."""
-        self.transport.set_protocol(self)
-        self.state.connections.add(self)
-        if rest:
-            self.data_received(rest)
-        task = self.state.loop.create_task(self.run())
-        self.state.tasks.add(task)
-        task.add_done_callback(self.state.tasks.discard)
+    @property
+    def is_open(self) -> bool:
+        """Whether the app accepted and frames flow."""
+        return self.phase == _OPEN
 
-    # -- asyncio.Protocol -------------------------------------------------------------------
+    # -- the channel ------------------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer."""
         if self.phase == _HANDSHAKE:
             self.early_bytes += data
             if len(self.early_bytes) > READ_HIGH_WATER:
-                self.flow.pause_reading(PAUSED_FOR_BODY)
+                self.channel.pause_reading()
             return
         if self.phase != _OPEN:
             return
         self.protocol.receive_data(data)
         self._handle_events()
 
-    def eof_received(self) -> bool:
-        if self.phase == _OPEN:
-            self.protocol.receive_eof()
-            self._handle_events()
-        else:
-            self._peer_gone()
-        return False
+    def receive_eof(self) -> None:
+        """The peer will send nothing more (an open WebSocket's peer ends after its close)."""
+        self.protocol.receive_eof()
+        self._handle_events()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.state.connections.discard(self)
-        self.flow.connection_lost()
+    def peer_gone(self) -> None:
+        """The channel is over: whatever was not closed cleanly closed with 1006."""
         for timer in (self.ping_timer, self.pong_timer, self.close_timer):
             if timer is not None:
                 timer.cancel()
-        self._peer_gone()
+        self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
+        if self.phase != _DENIAL:
+            self.phase = _CLOSED
 
     # -- frames in --------------------------------------------------------------------------
 
@@ -217,7 +313,7 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
             # Once the app has been told the connection is over, nothing is queued.
             self.incoming.append(message)
             if len(self.incoming) >= self.settings.max_queue:
-                self.flow.pause_reading(PAUSED_FOR_BODY)
+                self.channel.pause_reading()
             self._wake()
 
     def _set_disconnect(self, code: int, reason: str) -> None:
@@ -225,30 +321,24 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
             self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
             self._wake()
 
-    def _peer_gone(self) -> None:
-        """The TCP connection is over: whatever was not closed cleanly closed with 1006."""
-        self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
-        self.cycle.client_gone()
-        if self.phase != _DENIAL:
-            self.phase = _CLOSED
-
     # -- frames out -------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Write what websockets has to send; its end-of-stream marker closes the socket."""
-        transport = self.transport
+        """Write what websockets has to send; its end-of-stream marker ends the channel."""
+        channel = self.channel
         for data in self.protocol.data_to_send():
             if data:
-                transport.write(data)
+                channel.write(data)
             else:
-                # RFC 6455 §7.1.1: the server closes the TCP connection first.
-                transport.close()
+                # RFC 6455 §7.1.1: the server closes the TCP connection first; RFC 8441 §6:
+                # over HTTP/2, END_STREAM stands for that close.
+                channel.end()
         if self.close_timer is None and self.protocol.close_expected():
             timeout = self.settings.ping_timeout
             if timeout is not None:
                 # The peer must answer our close frame, and take what is left to send,
-                # in time (RFC 6455 §7.1.1); a closing transport may still wait on it.
-                self.close_timer = self.state.loop.call_later(timeout, transport.abort)
+                # in time (RFC 6455 §7.1.1); a closing channel may still wait on it.
+                self.close_timer = self.state.loop.call_later(timeout, channel.abort)
 
     def _send_ping(self) -> None:
         """Keepalive: ping, and give up on a peer that doesn't pong in time."""
@@ -267,11 +357,11 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         error_logger.debug("WebSocket peer did not answer a ping in time; closing.")
         self.pong_timer = None
         self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
-        self.transport.abort()
+        self.channel.abort()
 
     def _close(self, code: int, reason: str = "") -> None:
         """Start the closing handshake, unless one is under way."""
-        if self.protocol.state is OPEN and not self.transport.is_closing():
+        if self.protocol.state is OPEN and not self.channel.is_closing():
             self.protocol.send_close(code, reason)
             self._flush()
 
@@ -293,10 +383,10 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         if self.phase == _HANDSHAKE:
             error_logger.error("ASGI callable returned without accepting or closing the WebSocket.")
             self.phase = _CLOSED
-            self.cycle.send_error_response(500)
-        elif self.phase == _DENIAL and not self.cycle.response_complete:
+            self.channel.refuse(500)
+        elif self.phase == _DENIAL and not self.channel.response_complete:
             error_logger.error("ASGI callable returned without completing the response.")
-            self.transport.close()
+            self.channel.fail_response()
         elif self.phase == _OPEN:
             self._close(CloseCode.NORMAL_CLOSURE)
 
@@ -305,23 +395,21 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         so that its close frame is seen."""
         self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
         self.incoming.clear()
-        self.flow.resume_reading(PAUSED_FOR_BODY)
+        self.channel.resume_reading()
 
     def _app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
-            self.transport.abort()
+            self.channel.abort()
             return
         if self.disconnect is not None and isinstance(exc, ClientDisconnected):
             error_logger.debug("WebSocket closed while the app was sending.")
             return
         error_logger.error("Exception in ASGI application", exc_info=exc)
-        if self.phase == _HANDSHAKE or (
-            self.phase == _DENIAL and (self.cycle.head_pending or not self.cycle.response_started)
-        ):
+        if self.phase == _HANDSHAKE:
             self.phase = _CLOSED
-            self.cycle.send_error_response(500)
+            self.channel.refuse(500)
         elif self.phase == _DENIAL:
-            self.transport.close()
+            self.channel.fail_response()
         else:
             # RFC 6455 §7.4.1: 1011, the server hit an unexpected condition.
             self._close(CloseCode.INTERNAL_ERROR)
@@ -340,7 +428,7 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         if self.incoming:
             message = self.incoming.popleft()
             if len(self.incoming) < self.settings.max_queue:
-                self.flow.resume_reading(PAUSED_FOR_BODY)
+                self.channel.resume_reading()
             return message
         assert self.disconnect is not None
         return self.disconnect
@@ -361,15 +449,15 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
                     f"Expected ASGI message 'websocket.http.response.body', "
                     f"but got {message_type!r}."
                 )
-            await self.cycle.send({**message, "type": "http.response.body"})
-            if self.cycle.response_complete:
+            await self.channel.send_response({**message, "type": "http.response.body"})
+            if self.channel.response_complete:
                 self.phase = _CLOSED
-                self.transport.close()
+                self.channel.end()
         elif self.phase == _OPEN and self.protocol.state is OPEN:
             if message_type == "websocket.send":
                 self._send_data(message)
-                if self.flow.write_paused:
-                    await self.flow.drain()
+                if self.channel.write_paused:
+                    await self.channel.drain()
             elif message_type == "websocket.close":
                 code = message.get("code")
                 reason = message.get("reason") or ""
@@ -396,16 +484,15 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
             )
 
     async def _send_handshake_reply(self, message_type: str, message: Message) -> None:
-        cycle = self.cycle
         if message_type == "websocket.accept":
             self._accept(message)
         elif message_type == "websocket.close":
             # ASGI spec 2.4: a close before accept rejects the handshake with 403.
             self.phase = _CLOSED
-            cycle.send_error_response(403)
+            self.channel.refuse(403)
         elif message_type == "websocket.http.response.start":
             self.phase = _DENIAL
-            await cycle.send({**message, "type": "http.response.start"})
+            await self.channel.send_response({**message, "type": "http.response.start"})
         else:
             raise RuntimeError(
                 "Expected ASGI message 'websocket.accept', 'websocket.close' or "
@@ -413,7 +500,7 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
             )
 
     def _accept(self, message: Message) -> None:
-        """Write the 101 response (RFC 6455 §4.2.2) and start reading frames."""
+        """Answer the handshake (RFC 6455 §4.2.2, RFC 8441 §5) and start reading frames."""
         if self.disconnect is not None:
             raise ClientDisconnected("the client went away before the WebSocket was accepted")
         headers = list(self.handshake_headers)
@@ -432,27 +519,18 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
             if name.lower() in reserved:
                 raise RuntimeError(f"The server sets the {name!r} header of a WebSocket handshake.")
             headers.append((name, value))
-        own_names = frozenset(name.lower() for name, _ in headers)
-        state = self.state
-        self.transport.write(
-            b"".join(
-                (
-                    status_line(101),
-                    state.default_headers_except(own_names & state.default_header_names),
-                    encode_headers(headers),
-                    b"\r\n",
-                )
-            )
-        )
+        self.channel.accept(headers)
         self.phase = _OPEN
-        if state.access_log:
-            log_access(self.scope, 101, perf_counter() - self.cycle.start_time)
         if self.settings.ping_interval is not None:
-            self.ping_timer = state.loop.call_later(self.settings.ping_interval, self._send_ping)
-        self.flow.resume_reading(PAUSED_FOR_BODY)
+            self.ping_timer = self.state.loop.call_later(
+                self.settings.ping_interval, self._send_ping
+            )
+        # The early bytes are read before anything that arrives after them.
         early, self.early_bytes = bytes(self.early_bytes), bytearray()
         if early:
-            self.data_received(early)
+            self.receive_data(early)
+        if len(self.incoming) < self.settings.max_queue:
+            self.channel.resume_reading()
 
     def _send_data(self, message: MutableMapping[str, Any]) -> None:
         text = message.get("text")
@@ -477,15 +555,9 @@ class WebSocketConnection(ReadingFollowsWriting, asyncio.Protocol):
         """Graceful shutdown: close with 1001 going away (RFC 6455 §7.4.1), and tell the app."""
         if self.phase == _HANDSHAKE:
             self.phase = _CLOSED
-            self.cycle.send_error_response(503)
+            self.channel.refuse(503)
         elif self.phase == _OPEN:
             self._close(CloseCode.GOING_AWAY)
             # Read again even if the app's queue is full: the peer's answer must be seen.
-            self.flow.resume_reading(PAUSED_FOR_BODY)
+            self.channel.resume_reading()
         self._set_disconnect(CloseCode.GOING_AWAY, "")
-
-    def abort(self) -> None:
-        self.transport.abort()
-
-    def close_if_idle_since_before(self, deadline: float) -> None:
-        """A WebSocket is never idle in the keep-alive sense; its pings watch the peer."""
