@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any, cast
 
 import h2.config
@@ -34,6 +35,7 @@ from hasten.protocols.http2_fields import (
 )
 from hasten.protocols.http2_limits import H2Limits, RateBudget
 from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
+from hasten.protocols.http2_websocket import open_websocket_stream
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
 from hasten.tls import tls_scope_extension
@@ -115,6 +117,10 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
                 # RFC 9113 §8.4: this server never pushes.
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                # RFC 8441 §3: WebSockets by extended CONNECT, when they are on.
+                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(
+                    state.websocket_settings is not None
+                ),
             },
         )
         # RFC 9113 §10.5.1 / RFC 7541 §7: the decoded header list is capped while it is
@@ -225,12 +231,17 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             return
         self.control_budget.earn(1)
         try:
-            fields = parse_request_fields(event.headers or [], extended_connect=False)
+            fields = parse_request_fields(
+                event.headers or [], extended_connect=self.state.websocket_settings is not None
+            )
         except MalformedRequest as exc:
             self._refuse_malformed(stream_id, exc)
             return
         scope, status = self._build_scope(fields)
-        self._open_stream(stream_id, scope, status)
+        if fields.protocol:
+            open_websocket_stream(self, stream_id, scope, status, fields.protocol)
+        else:
+            self._open_stream(stream_id, scope, status)
 
     def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
         """Request trailers are dropped, as over HTTP/1.1; malformed ones reset the stream."""
@@ -251,11 +262,17 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _open_stream(self, stream_id: int, scope: dict[str, Any], status: int) -> H2Stream | None:
         """Start the app for a request, or answer it with ``status`` if that is not 0."""
-        stream = H2Stream(self, stream_id, scope)
-        self.streams[stream_id] = stream
+        return self.start_stream(H2Stream(self, stream_id, scope), status)
+
+    def start_stream(
+        self, stream: H2Stream, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
+    ) -> H2Stream | None:
+        """Start the app of a new stream, or answer it with ``status`` (and ``extra_fields``)
+        if that is not 0."""
+        self.streams[stream.stream_id] = stream
         self.idle_since = 0.0
         if status:
-            stream.send_plain_response(status)
+            stream.send_plain_response(status, extra_fields)
             self.stream_task_done(stream)
             return None
         self._run_app(stream)
@@ -263,7 +280,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _build_scope(self, fields: RequestFields) -> tuple[dict[str, Any], int]:
         """The ASGI scope of a request, and the error status to answer it with (or 0)."""
-        method, target, _, _, headers = fields
+        method, target, _, protocol, headers = fields
         status = 0
         if self.limits.max_request_body is not None:
             for name, value in headers:
@@ -274,7 +291,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             path = decode_path(raw_path)
         except UnicodeDecodeError:
             path, status = "/", 400
-        if method == b"CONNECT":
+        if method == b"CONNECT" and not protocol:
             # An origin server is not a tunnel (RFC 9110 §9.3.6).
             status = 501
         root_path = self.state.root_path
@@ -501,6 +518,8 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         refuse to finish the streams in flight after it (RFC 9113 §6.8 lets them finish).
         """
         self.closing = True
+        for stream in list(self.streams.values()):
+            stream.shutdown()
         if not (self.goaway_sent or self.lingering or self.transport.is_closing()):
             self.goaway_sent = True
             self.flush()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -173,8 +174,11 @@ class H2Stream:
             self.conn.reset_stream(self.stream_id, ErrorCodes.INTERNAL_ERROR)
             self.disconnected = True
 
-    def send_plain_response(self, status: int) -> None:
-        """Answer with a short, fixed error response."""
+    def send_plain_response(
+        self, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """Answer with a short, fixed error response; ``extra_fields`` are fields the status
+        calls for."""
         body = b"" if self.is_head else plain_response_body(status)
         self.status = status
         self.response_started = True
@@ -183,6 +187,7 @@ class H2Stream:
             *self.conn.default_headers(set()),
             (b"content-type", PLAIN_RESPONSE_CONTENT_TYPE),
             (b"content-length", b"%d" % len(plain_response_body(status))),
+            *extra_fields,
         ]
         self.declared_length = None
         self.wants_trailers = False
@@ -439,6 +444,9 @@ class H2Stream:
         if self.waiting == "window":
             self.progress_at = self.conn.state.loop.time()
             self.wake()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: a request in flight is left to finish (RFC 9113 §6.8)."""
 
     def client_gone(self) -> None:
         """The stream was reset or the connection lost: the app sees a disconnect."""

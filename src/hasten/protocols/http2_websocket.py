@@ -1,0 +1,350 @@
+"""WebSockets over HTTP/2 (RFC 8441): an extended CONNECT stream as the channel of a
+:class:`~hasten.protocols.websocket_connection.WebSocketConnection`.
+
+A CONNECT request with ``:protocol: websocket`` opens a WebSocket on its own stream: the
+request is the handshake, a 200 response without END_STREAM accepts it (§5), then the
+stream's DATA carries RFC 6455 frames both ways and END_STREAM stands for TCP's FIN (§6).
+Flow control is HTTP/2's: received bytes are given back to the client's window only as the
+app takes the messages, and frames leave as the stream's and the connection's windows
+allow. The other streams of the connection never wait on a WebSocket's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import h2.exceptions
+from h2.errors import ErrorCodes
+from websockets.exceptions import InvalidHandshake
+
+from hasten.asgi import ClientDisconnected, Message, websocket_scope
+from hasten.logs import error_logger, log_access
+from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_WRITES
+from hasten.protocols.http2_stream import H2Stream
+from hasten.protocols.websocket_connection import (
+    WebSocketConnection,
+    WebSocketSettings,
+    frame_protocol,
+    request_headers,
+)
+
+if TYPE_CHECKING:
+    from websockets.server import ServerProtocol
+
+    from hasten.protocols.http2 import H2Connection
+
+# RFC 6455 §4.4: the version this server speaks, named when a request asks for another.
+_VERSION_REQUIRED = ((b"sec-websocket-version", b"13"),)
+# Frame bytes held for a client whose window is closed: above the high mark the app's send()
+# waits, and the client's own window stops reopening, until they drain to the low mark.
+_WRITE_HIGH_WATER = 64 * 1024
+_WRITE_LOW_WATER = 16 * 1024
+
+
+def open_websocket_stream(
+    conn: H2Connection, stream_id: int, scope: dict[str, Any], status: int, protocol: bytes
+) -> None:
+    """Open a WebSocket on an extended CONNECT stream (RFC 8441 §4), or answer the request
+    with ``status`` if that is not 0, or with the error status the request calls for."""
+    settings = conn.state.websocket_settings
+    # http2_fields refuses :protocol unless this server advertised extended CONNECT.
+    assert settings is not None
+    extra_fields: tuple[tuple[bytes, bytes], ...] = ()
+    frames = frame_protocol(settings)
+    handshake: list[tuple[bytes, bytes]] = []
+    versions = [value for name, value in scope["headers"] if name == b"sec-websocket-version"]
+    if status:
+        pass
+    elif protocol != b"websocket":
+        # The only protocol this server implements a tunnel for (RFC 9110 §15.6.2).
+        error_logger.debug("Extended CONNECT for protocol %r refused.", protocol)
+        status = 501
+    elif versions != [b"13"]:
+        # RFC 8441 §5 keeps Sec-WebSocket-Version as RFC 6455 §4.2.2 defines it, which
+        # answers 426; but a 426 must carry Upgrade (RFC 9110 §15.5.22), which HTTP/2
+        # forbids (RFC 9113 §8.2.2), so the version is named in a 400.
+        error_logger.debug("WebSocket handshake with version %r refused.", versions)
+        status, extra_fields = 400, _VERSION_REQUIRED
+    else:
+        try:
+            # Negotiates permessage-deflate; the subprotocol is the app's to choose.
+            extensions_header, frames.extensions = frames.process_extensions(request_headers(scope))
+        except InvalidHandshake as exc:
+            error_logger.debug("Invalid WebSocket handshake: %s", exc)
+            status = 400
+        else:
+            if extensions_header is not None:
+                handshake.append((b"sec-websocket-extensions", extensions_header.encode("ascii")))
+    if status:
+        conn.start_stream(H2Stream(conn, stream_id, scope), status, extra_fields)
+    else:
+        conn.start_stream(H2WebSocketStream(conn, stream_id, scope, settings, frames, handshake), 0)
+
+
+class H2WebSocketStream(H2Stream):
+    """An extended CONNECT stream carrying a WebSocket.
+
+    The stream stays counted against the connection's limits until both its app has
+    returned and the stream is over (ended both ways cleanly, or reset): a closing
+    handshake may outlast the app.
+    """
+
+    __slots__ = (
+        "app_done",
+        "drain_waiter",
+        "end_pending",
+        "feeding",
+        "held_input",
+        "outgoing",
+        "over",
+        "read_pauses",
+        "websocket",
+    )
+
+    def __init__(
+        self,
+        conn: H2Connection,
+        stream_id: int,
+        scope: dict[str, Any],
+        settings: WebSocketSettings,
+        protocol: ServerProtocol,
+        handshake_headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        super().__init__(conn, stream_id, scope)
+        self.websocket = WebSocketConnection(
+            conn.state, settings, self, websocket_scope(scope), protocol, handshake_headers
+        )
+        # Received bytes not yet handed to the WebSocket (reading is paused).
+        self.held_input = bytearray()
+        # Frame bytes the windows have no room for yet.
+        self.outgoing = bytearray()
+        self.read_pauses = 0
+        self.feeding = False
+        self.end_pending = False
+        self.over = False
+        self.app_done = False
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+    # -- the app ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.app_started = True
+        try:
+            await self.websocket.run()
+        finally:
+            self.app_done = True
+            if self.over:
+                self.conn.app_finished(self)
+
+    def cancel(self) -> None:
+        """The app is not cancelled when its stream goes: as over HTTP/1.1, it is told with a
+        ``websocket.disconnect`` (1006), and ends itself."""
+
+    def shutdown(self) -> None:
+        self.websocket.shutdown()
+
+    # -- the WebSocket's channel: the request -----------------------------------------------
+
+    def refuse(self, status: int) -> None:
+        self.send_plain_response(status)
+        self._stream_over()
+
+    def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """The 200 response of RFC 8441 §5, without END_STREAM: the frames follow it."""
+        self._start_response({"status": 200, "headers": headers})
+        try:
+            self._send_head(end_stream=False)
+        except h2.exceptions.ProtocolError:
+            self._stream_over()
+            raise ClientDisconnected("the stream closed before the accept") from None
+        self.conn.flush_soon()
+        if self.conn.state.access_log:
+            log_access(
+                self.scope,
+                200,
+                perf_counter() - self.start_time,
+                response_headers=self.response_headers,
+            )
+
+    async def send_response(self, message: Message) -> None:
+        await self.send(message)
+
+    def fail_response(self) -> None:
+        self._fail()
+        self._stream_over()
+
+    # -- the WebSocket's channel: frames in -------------------------------------------------
+
+    def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
+        if self.over:
+            self.conn.acknowledge(self.stream_id, flow_controlled_length)
+            return
+        self.unacknowledged += flow_controlled_length
+        self.held_input += data
+        self._feed()
+
+    def end_body(self) -> None:
+        self.body_complete = True
+        self._feed()
+
+    def pause_reading(self) -> None:
+        self.read_pauses |= PAUSED_FOR_BODY
+
+    def resume_reading(self) -> None:
+        self._resume_reading(PAUSED_FOR_BODY)
+
+    def _resume_reading(self, reason: int) -> None:
+        if self.read_pauses & reason:
+            self.read_pauses &= ~reason
+            self._feed()
+
+    def _feed(self) -> None:
+        """Hand the held bytes, then the end of the stream, to the WebSocket unless reading
+        is paused; what it took is given back to the client's window."""
+        if self.feeding:
+            return
+        self.feeding = True
+        try:
+            while self.held_input and not (self.read_pauses or self.over):
+                data = bytes(self.held_input)
+                self.held_input.clear()
+                self.websocket.receive_data(data)
+            if self.body_complete and not (
+                self.held_input or self.read_pauses or self.over or self.final_body_delivered
+            ):
+                self.final_body_delivered = True
+                if self.websocket.is_open:
+                    self.websocket.receive_eof()
+                else:
+                    # An extended CONNECT ended before it was answered: nothing to tunnel.
+                    self.abort()
+        finally:
+            self.feeding = False
+        if self.unacknowledged and not self.read_pauses:
+            self.conn.acknowledge(self.stream_id, self.unacknowledged)
+            self.unacknowledged = 0
+
+    # -- the WebSocket's channel: frames out ------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.over or self.end_pending:
+            return
+        if not self.outgoing:
+            # Stalled (stalled_since) only from the moment frames wait on the window.
+            self.progress_at = self.conn.state.loop.time()
+        self.outgoing += data
+        self._send_outgoing()
+
+    def end(self) -> None:
+        if self.response_complete:
+            # The app's own response, or an error response, ended the stream.
+            self._stream_over()
+        elif not (self.over or self.end_pending):
+            self.end_pending = True
+            self._send_outgoing()
+
+    def abort(self) -> None:
+        if not self.over:
+            self.conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
+            self._stream_over()
+
+    def is_closing(self) -> bool:
+        return self.over or self.end_pending or self.conn.transport.is_closing()
+
+    @property
+    def write_paused(self) -> bool:
+        return len(self.outgoing) > _WRITE_HIGH_WATER or self.conn.flow.write_paused
+
+    async def drain(self) -> None:
+        if len(self.outgoing) > _WRITE_HIGH_WATER and not self.over:
+            waiter = self.drain_waiter
+            if waiter is None:
+                waiter = self.drain_waiter = self.conn.state.loop.create_future()
+            # Shared by every send() waiting, so cancelling one leaves the others waiting.
+            await asyncio.shield(waiter)
+        if self.over:
+            raise ClientDisconnected("the WebSocket's stream is over")
+        if self.conn.flow.write_paused:
+            await self.conn.flow.drain()
+
+    def _send_outgoing(self) -> None:
+        """Send the held frame bytes as the windows allow, then END_STREAM if it is due."""
+        machine = self.conn.h2
+        stream_id = self.stream_id
+        outgoing = self.outgoing
+        finished = False
+        try:
+            while outgoing:
+                size = min(
+                    machine.local_flow_control_window(stream_id),
+                    machine.max_outbound_frame_size,
+                    len(outgoing),
+                )
+                if size <= 0:
+                    break
+                chunk = bytes(outgoing[:size])
+                del outgoing[:size]
+                self._send_frame(chunk, end_stream=False)
+            if self.end_pending and not outgoing:
+                machine.end_stream(stream_id)
+                finished = True
+        except h2.exceptions.ProtocolError:
+            # The client reset the stream, or the connection is going.
+            finished = True
+        self.conn.flush_soon()
+        if finished:
+            self._stream_over()
+            return
+        size = len(outgoing)
+        if size > _WRITE_HIGH_WATER:
+            # Reading follows writing: a client that doesn't take its frames (pongs and
+            # close frames too) gets no window to send more in.
+            self.read_pauses |= PAUSED_FOR_WRITES
+        elif size <= _WRITE_LOW_WATER:
+            self._wake_drain()
+            if self.read_pauses & PAUSED_FOR_WRITES:
+                # Later, not from inside a write the WebSocket is making now.
+                self.conn.state.loop.call_soon(self._resume_reading, PAUSED_FOR_WRITES)
+
+    def _wake_drain(self) -> None:
+        waiter = self.drain_waiter
+        if waiter is not None:
+            self.drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- the connection ---------------------------------------------------------------------
+
+    def window_opened(self) -> None:
+        # A denial response's body may be the one waiting.
+        super().window_opened()
+        if self.outgoing:
+            self._send_outgoing()
+
+    def stalled_since(self) -> float | None:
+        """Frames waiting on the client's window stall the stream; an idle WebSocket, which
+        waits on nothing, never does."""
+        if self.outgoing:
+            return self.progress_at
+        return super().stalled_since()
+
+    def client_gone(self) -> None:
+        self._stream_over()
+
+    def _stream_over(self) -> None:
+        """Nothing more goes either way on this stream: the WebSocket is over."""
+        if self.over:
+            return
+        self.over = True
+        self.disconnected = True
+        self.response_complete = True
+        self.held_input.clear()
+        self.outgoing.clear()
+        self._wake_drain()
+        self.wake()
+        self.websocket.peer_gone()
+        if self.app_done:
+            # Not now: the connection may be going through its streams.
+            self.conn.state.loop.call_soon(self.conn.app_finished, self)
