@@ -166,6 +166,14 @@ def h2_client(server: Any) -> H2Client:
     return LenientH2Client(server.host, server.port).start()
 
 
+def open_echoed_websocket(client: H2Client) -> H2WebSocket:
+    """A WebSocket to the echo app that has carried one message there and back."""
+    websocket = open_websocket(client)
+    websocket.send_text("hello")
+    assert websocket.receive_message() == "hello"
+    return websocket
+
+
 async def scope_reporter(scope: Any, receive: Any, send: Any) -> None:
     """Accepts with the first subprotocol offered and sends a summary of the scope."""
     if scope["type"] != "websocket":
@@ -330,9 +338,7 @@ def test_denial_response_is_the_apps_own() -> None:
 def test_client_reset_disconnects_the_app_and_spares_other_streams() -> None:
     recorder = Recorder(echo)
     with run_server(recorder) as server, h2_client(server) as client:
-        websocket = open_websocket(client)
-        websocket.send_text("hello")
-        assert websocket.receive_message() == "hello"
+        websocket = open_echoed_websocket(client)
         plain = client.request("/")
         client.conn.reset_stream(websocket.stream_id, ErrorCodes.CANCEL)
         client.flush()
@@ -348,9 +354,7 @@ def test_connection_loss_disconnects_the_app_with_1006() -> None:
     recorder = Recorder(echo)
     with run_server(recorder) as server:
         with h2_client(server) as client:
-            websocket = open_websocket(client)
-            websocket.send_text("hello")
-            assert websocket.receive_message() == "hello"
+            open_echoed_websocket(client)
         wait_until(recorder.disconnects)
     assert recorder.disconnects()[0]["code"] == 1006
 
@@ -503,9 +507,7 @@ def test_idle_websocket_outlives_the_stalled_stream_timeout_and_is_pinged() -> N
 def test_graceful_shutdown_closes_with_1001() -> None:
     recorder = Recorder(echo)
     with run_server(recorder) as server, h2_client(server) as client:
-        websocket = open_websocket(client)
-        websocket.send_text("hi")
-        assert websocket.receive_message() == "hi"
+        websocket = open_echoed_websocket(client)
         server.server.should_exit = True
         assert websocket.wait_closed() == 1001
         assert client.goaway is not None

@@ -11,7 +11,6 @@ allow. The other streams of the connection never wait on a WebSocket's.
 
 from __future__ import annotations
 
-import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,7 @@ from websockets.exceptions import InvalidHandshake
 
 from hasten.asgi import ClientDisconnected, Message, websocket_scope
 from hasten.logs import error_logger, log_access
-from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_WRITES
+from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_WRITES, FlowControl
 from hasten.protocols.http2_stream import H2Stream
 from hasten.protocols.websocket_connection import (
     WebSocketConnection,
@@ -93,13 +92,13 @@ class H2WebSocketStream(H2Stream):
 
     __slots__ = (
         "app_done",
-        "drain_waiter",
         "end_pending",
         "feeding",
         "held_input",
         "outgoing",
         "over",
         "read_pauses",
+        "sending",
         "websocket",
     )
 
@@ -125,7 +124,8 @@ class H2WebSocketStream(H2Stream):
         self.end_pending = False
         self.over = False
         self.app_done = False
-        self.drain_waiter: asyncio.Future[None] | None = None
+        # The write side of flow control, for the stream's window: it never pauses reading.
+        self.sending = FlowControl(conn.transport)
 
     # -- the app ----------------------------------------------------------------------------
 
@@ -255,17 +255,11 @@ class H2WebSocketStream(H2Stream):
 
     @property
     def write_paused(self) -> bool:
-        return len(self.outgoing) > _WRITE_HIGH_WATER or self.conn.flow.write_paused
+        return self.sending.write_paused or self.conn.flow.write_paused
 
     async def drain(self) -> None:
-        if len(self.outgoing) > _WRITE_HIGH_WATER and not self.over:
-            waiter = self.drain_waiter
-            if waiter is None:
-                waiter = self.drain_waiter = self.conn.state.loop.create_future()
-            # Shared by every send() waiting, so cancelling one leaves the others waiting.
-            await asyncio.shield(waiter)
-        if self.over:
-            raise ClientDisconnected("the WebSocket's stream is over")
+        """Wait for the stream's window, then for the connection's socket."""
+        await self.sending.drain()
         if self.conn.flow.write_paused:
             await self.conn.flow.drain()
 
@@ -299,21 +293,15 @@ class H2WebSocketStream(H2Stream):
             return
         size = len(outgoing)
         if size > _WRITE_HIGH_WATER:
+            self.sending.pause_writing()
             # Reading follows writing: a client that doesn't take its frames (pongs and
             # close frames too) gets no window to send more in.
             self.read_pauses |= PAUSED_FOR_WRITES
         elif size <= _WRITE_LOW_WATER:
-            self._wake_drain()
+            self.sending.resume_writing()
             if self.read_pauses & PAUSED_FOR_WRITES:
                 # Later, not from inside a write the WebSocket is making now.
                 self.conn.state.loop.call_soon(self._resume_reading, PAUSED_FOR_WRITES)
-
-    def _wake_drain(self) -> None:
-        waiter = self.drain_waiter
-        if waiter is not None:
-            self.drain_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -342,7 +330,7 @@ class H2WebSocketStream(H2Stream):
         self.response_complete = True
         self.held_input.clear()
         self.outgoing.clear()
-        self._wake_drain()
+        self.sending.connection_lost()
         self.wake()
         self.websocket.peer_gone()
         if self.app_done:
