@@ -303,7 +303,8 @@ class Config:
     )
     ws: WebSocketMode = setting(
         "auto",
-        "WebSocket support: auto or websockets (RFC 6455 on the websockets library), or none.",
+        "WebSocket support: auto or websockets (RFC 6455 on the websockets library, over "
+        "HTTP/1.1 and, by extended CONNECT, HTTP/2: RFC 8441), or none.",
         choices=("auto", "none", "websockets"),
     )
     ws_max_size: int = setting(
@@ -313,7 +314,8 @@ class Config:
     )
     ws_max_queue: int = setting(
         32,
-        "WebSocket: incoming messages queued for the app before the socket stops being read.",
+        "WebSocket: incoming messages queued for the app before the socket stops being read "
+        "(over HTTP/2: before the stream's flow-control window stops reopening).",
     )
     ws_ping_interval: float | None = setting(
         20.0, "WebSocket: send a ping every this many seconds (none: never)."
