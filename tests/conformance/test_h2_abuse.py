@@ -374,8 +374,9 @@ MALFORMED_REQUESTS = {
     # §8.5 and RFC 8441 §4: CONNECT forms
     "connect_with_path": [(":method", "CONNECT"), (":authority", "a:1"), (":path", "/")],
     "connect_without_authority": [(":method", "CONNECT")],
-    "protocol_without_the_setting": [
-        (":method", "CONNECT"), (":protocol", "websocket"), *GET[1:], (":authority", "a"),
+    # (:protocol without the setting: test_websocket_h2, with --ws none)
+    "extended_connect_without_authority": [
+        (":method", "CONNECT"), (":protocol", "websocket"), *GET[1:],
     ],
     "protocol_on_get": [*GET, (":authority", "a"), (":protocol", "websocket")],
 }  # fmt: skip
