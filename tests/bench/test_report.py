@@ -48,6 +48,11 @@ def test_h2_target_is_ten_times_hypercorn() -> None:
     assert _status(results, "h2 >= 10.0x hypercorn") == "PASS"
 
 
+def test_a_peer_that_served_nothing_makes_its_target_skip() -> None:
+    results = {"h2": {"hasten": Sample(rate=1000.0), "hypercorn": Sample(rate=0.0)}}
+    assert _status(results, "h2 >= 10.0x hypercorn") == "SKIP"
+
+
 def test_results_table_shows_ratios_against_both_peers() -> None:
     results = {
         "hello": {
