@@ -319,18 +319,7 @@ class H2Stream:
                 if self.head is not None:
                     self._send_head(end_stream=False)
                 if body or end_stream:
-                    machine = self.conn.h2
-                    size = len(body)
-                    if (
-                        size <= machine.max_outbound_frame_size
-                        and size <= machine.local_flow_control_window(self.stream_id)
-                    ):
-                        # The common case, a body that fits in one frame and the windows,
-                        # is sent without the coroutine that waits on them.
-                        self._send_frame(body, end_stream)
-                        self.conn.flush_soon()
-                    else:
-                        await self._send_data(body, end_stream)
+                    await self._send_data(body, end_stream)
         except h2.exceptions.ProtocolError:
             # The stream or the connection was closed under the app (reset, GOAWAY).
             self.disconnected = True
