@@ -103,8 +103,13 @@ def check_response_header(name: object, value: object) -> None:
 def check_response_status(status: object) -> int:
     """The app's ``status`` if it is a final HTTP status code; ``RuntimeError`` otherwise."""
     if type(status) is not int or not 200 <= status <= 599:
-        raise RuntimeError(f"Invalid response status {status!r}: expected an int in 200..599")
+        raise invalid_status_error(status)
     return status
+
+
+def invalid_status_error(status: object) -> RuntimeError:
+    """The error for a response status that is not a final HTTP status code."""
+    return RuntimeError(f"Invalid response status {status!r}: expected an int in 200..599")
 
 
 def _status_line(status: int) -> bytes:
@@ -117,6 +122,9 @@ def _status_line(status: int) -> bytes:
 
 # Status lines are built once, not per response.
 _STATUS_LINES: dict[int, bytes] = {int(status): _status_line(int(status)) for status in HTTPStatus}
+# Every final status an app may send, with its line: one lookup both checks and serialises
+# the status (after a type check: 200.0 would find 200's line).
+FINAL_STATUS_LINES: dict[int, bytes] = {status: _status_line(status) for status in range(200, 600)}
 
 
 def status_line(status: int) -> bytes:

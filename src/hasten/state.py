@@ -53,7 +53,6 @@ class ServerState:
         "limit_concurrency",
         "limit_write_buffer",
         "loop",
-        "pending_heads",
         "request_limits",
         "root_path",
         "shutting_down",
@@ -64,6 +63,7 @@ class ServerState:
         "timeout_request_header",
         "timeout_response_write",
         "trusted_proxies",
+        "turn_end",
         "upgrade_handlers",
         "websocket_settings",
     )
@@ -75,9 +75,9 @@ class ServerState:
         self.loop = loop
         self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        # HTTP/1.1 response heads held back for their body, flushed together at the end of
-        # the loop turn (h1_cycle): one loop callback per turn, not one per response.
-        self.pending_heads: list[RequestCycle] = []
+        # HTTP/1.1 connections with output held for the end of the loop turn (held-back
+        # heads, complete responses): one loop callback per turn, not one per response.
+        self.turn_end: list[H1Connection] = []
         self.lifespan_state: dict[str, Any] = {}
         self.root_path = config.root_path
         self.access_log = config.access_log and access_logger.isEnabledFor(20)

@@ -17,26 +17,26 @@ class FlowControl:
     queued behind a slow one); it resumes only when every reason is gone.
     """
 
-    __slots__ = ("_drain_waiter", "_read_pause_reasons", "closed", "transport", "write_paused")
+    __slots__ = ("_drain_waiter", "closed", "read_pause_reasons", "transport", "write_paused")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.write_paused = False
         self.closed = False
-        self._read_pause_reasons = 0
+        self.read_pause_reasons = 0
         self._drain_waiter: asyncio.Future[None] | None = None
 
     def pause_reading(self, reason: int) -> None:
         """Stop reading the socket for ``reason`` (a bit flag)."""
-        if not self._read_pause_reasons and not self.closed:
+        if not self.read_pause_reasons and not self.closed:
             self.transport.pause_reading()
-        self._read_pause_reasons |= reason
+        self.read_pause_reasons |= reason
 
     def resume_reading(self, reason: int) -> None:
         """Drop ``reason``; reading resumes when no reason is left."""
-        if self._read_pause_reasons & reason:
-            self._read_pause_reasons &= ~reason
-            if not self._read_pause_reasons and not self.closed:
+        if self.read_pause_reasons & reason:
+            self.read_pause_reasons &= ~reason
+            if not self.read_pause_reasons and not self.closed:
                 self.transport.resume_reading()
 
     def pause_writing(self) -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from hasten.asgi import HTTPRequestError
+import httptools
+
+from hasten.asgi import HTTPRequestError, decode_path
 from hasten.config import Config
 
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
@@ -29,6 +31,12 @@ _CHECKED_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length", b
 # far cheaper than the regex; only valid values enter, and the set stays small.
 _known_valid_hosts: set[bytes] = set()
 _KNOWN_VALID_HOSTS_MAX = 256
+# Origin-form targets already checked and split: target -> (raw path, query, decoded path).
+# Like hosts, requests repeat a handful of targets; long ones are not kept, so the cache
+# holds at most _KNOWN_TARGETS_MAX x _KNOWN_TARGET_MAX_LENGTH bytes of them.
+_known_targets: dict[bytes, tuple[bytes, bytes, str]] = {}
+_KNOWN_TARGETS_MAX = 1024
+_KNOWN_TARGET_MAX_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,35 @@ def field_limit_error(count: int, field_size: int, limits: RequestLimits) -> HTT
     if field_size > limits.max_field_size:
         return HTTPRequestError(431, f"a header field is larger than {limits.max_field_size} bytes")
     return HTTPRequestError(431, f"request head larger than {limits.max_head_size} bytes")
+
+
+def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, str]:
+    """Check a request-target and split it: ``(raw_path, query_string, path)``.
+
+    ``path`` has its percent-escapes decoded. The hot path looks the target up in
+    ``known_target`` first, which this fills.
+    """
+    check_request_target(method, target)
+    if target[:1] == b"/":
+        raw_path, _, query_string = target.partition(b"?")
+    else:
+        parsed = httptools.parse_url(target)
+        raw_path = parsed.path or b"/"
+        query_string = parsed.query or b""
+    try:
+        path = decode_path(raw_path)
+    except UnicodeDecodeError:
+        raise HTTPRequestError(400, "non-ASCII bytes in the request target") from None
+    split = (raw_path, query_string, path)
+    if target[:1] == b"/" and len(target) <= _KNOWN_TARGET_MAX_LENGTH:
+        # An origin-form target's checks do not depend on the method.
+        if len(_known_targets) >= _KNOWN_TARGETS_MAX:
+            _known_targets.clear()
+        _known_targets[target] = split
+    return split
+
+
+known_target = _known_targets.get
 
 
 def check_request_target(method: bytes, target: bytes) -> None:
@@ -130,7 +167,8 @@ def check_fields(
     if hosts > 1:
         raise HTTPRequestError(400, "more than one Host header field")
     if hosts == 1:
-        if not _is_known_valid_host(headers[host_index][1]):
+        host = headers[host_index][1]
+        if host not in _known_valid_hosts and not _is_known_valid_host(host):
             raise HTTPRequestError(400, "invalid Host header field")
         if authority is not None:
             # RFC 9110 §4.2.4: userinfo in the target is an error, like any invalid host.

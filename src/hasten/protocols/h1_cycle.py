@@ -16,12 +16,12 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from hasten.asgi import (
+    FINAL_STATUS_LINES,
     ClientDisconnected,
     Message,
     check_response_header,
-    check_response_status,
+    invalid_status_error,
     plain_response,
-    status_line,
 )
 from hasten.logs import error_logger, log_access
 from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
@@ -122,7 +122,8 @@ class RequestCycle:
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
                 return
-            self._check_app_result(result)
+            if result is not None or not self.response_complete:
+                self._check_app_result(result)
         finally:
             # The task leaves the registry itself: a done callback would cost one more
             # loop callback per request. (Only shutdown cancels these tasks, and a task
@@ -170,7 +171,7 @@ class RequestCycle:
         self.response_complete = True
         self.status = status
         if not self.disconnected:
-            self.conn.transport.write(plain_response(status, head=self.is_head))
+            self.conn.write(plain_response(status, head=self.is_head))
         self._wake()
         self.conn.close_transport()
         if self.conn.state.access_log:
@@ -183,7 +184,7 @@ class RequestCycle:
             # RFC 9110 §10.1.1: no 100 once the response started, nor for a body that is
             # already arriving (the client did not wait for it).
             if not (self.response_started or self.disconnected or self.body or self.body_complete):
-                self.conn.transport.write(CONTINUE_RESPONSE)
+                self.conn.write(CONTINUE_RESPONSE)
         if self.final_body_delivered:
             # The whole body was handed over; what is left to say is the disconnect.
             while not (self.disconnected or self.response_complete or self.client_eof):
@@ -252,13 +253,15 @@ class RequestCycle:
     # -- serialisation ----------------------------------------------------------------------
 
     def _start_response(self, message: Message) -> None:
-        status = check_response_status(message.get("status"))
+        status = message.get("status")
+        if type(status) is not int or (first_line := FINAL_STATUS_LINES.get(status)) is None:
+            raise invalid_status_error(status)
         headers = message.get("headers", ())
         try:
             header_iterator = iter(headers)
         except TypeError:
             raise RuntimeError(f"Response headers must be iterable, got {headers!r}") from None
-        parts = [status_line(status), b""]  # [1] becomes the default header block
+        parts = [first_line, b""]  # [1] becomes the default header block
         default_names = self.conn.state.default_header_names
         close = not self.keep_alive or self.conn.closing
         # Nothing is stored on the cycle until every header passed its checks, so an app
@@ -303,16 +306,13 @@ class RequestCycle:
         # The app may now wait a long time before its first body message; make sure the
         # client sees the head soon. Usually the body follows at once and the flush finds
         # nothing left to send.
-        state = self.conn.state
-        pending = state.pending_heads
-        if not pending:
-            state.loop.call_soon(_flush_pending_heads, pending)
-        pending.append(self)
+        if not self.conn.at_turn_end:
+            self.conn.flush_at_turn_end()
 
     def flush_pending_head(self) -> None:
         """Send a held-back response head now, committing to a streamed body."""
         if self.head_pending and not self.disconnected:
-            self.conn.transport.write(self._finish_head(None))
+            self.conn.write(self._finish_head(None))
 
     def _finish_head(self, whole_body: bytes | None) -> bytes:
         """Decide the framing and return the serialised head.
@@ -374,14 +374,16 @@ class RequestCycle:
             if self.chunked and writes_body:
                 body += _LAST_CHUNK
             self.response_complete = True
-        transport = self.conn.transport
+        conn = self.conn
         if head:
-            if len(body) <= _COALESCE_LIMIT:
-                transport.write(head + body)
+            if len(body) > _COALESCE_LIMIT:
+                conn.writelines((head, body))
+            elif self.response_complete and not self.close_after:
+                conn.write_at_turn_end(head + body)
             else:
-                transport.writelines((head, body))
+                conn.write(head + body)
         elif body:
-            transport.write(body)
+            conn.write(body)
         if self.response_complete:
             self._response_done()
 
@@ -459,14 +461,6 @@ def _header_line(header: Any) -> tuple[bytes, bytes, bool]:
             _known_header_lines.clear()
         _known_header_lines[header] = entry
     return entry
-
-
-def _flush_pending_heads(pending: list[RequestCycle]) -> None:
-    """The end of a loop turn: every head still held back goes out without its body."""
-    cycles = pending.copy()
-    pending.clear()
-    for cycle in cycles:
-        cycle.flush_pending_head()
 
 
 def caused_by_disconnect(exc: BaseException) -> bool:
