@@ -81,6 +81,15 @@ class RequestCycle:
         "waiter",
     )
 
+    # Set by _start_response (or send_error_response) before anything reads them: not
+    # initialised in __init__, which runs once per request.
+    head_parts: list[bytes]
+    overridden_defaults: set[bytes] | None
+    status: int
+    declared_length: int | None
+    close_after: bool
+    start_time: float  # set when the app starts, read only for the access log
+
     def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool) -> None:
         self.conn = conn
         self.scope = scope
@@ -99,14 +108,8 @@ class RequestCycle:
         self.response_complete = False
         self.response_headers: list[tuple[bytes, bytes]] | None = None
         self.head_pending = False
-        self.head_parts: list[bytes] = []
-        self.overridden_defaults: set[bytes] | None = None
-        self.status = 0
-        self.declared_length: int | None = None
         self.bytes_left = 0
         self.chunked = False
-        self.close_after = False
-        self.start_time = 0.0
         self.task: asyncio.Task[None] | None = None
 
     # -- app side ---------------------------------------------------------------------------
@@ -392,8 +395,8 @@ class RequestCycle:
         if self.conn.state.access_log:
             self._log_access()
         if (
-            self.bytes_left
-            and self.declared_length is not None
+            self.declared_length is not None
+            and self.bytes_left
             and not (self.is_head or self.status in _NO_BODY_STATUSES)
         ):
             error_logger.error(
