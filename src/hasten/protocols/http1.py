@@ -585,7 +585,7 @@ class H1Connection(asyncio.Protocol):
 # At most this many connections wait for the end of a loop turn: past it, what they hold
 # leaves at once. 16 measured best with wrk -c64 and -c1000 (hello, FastAPI json); a
 # batch of any size wakes a sleeping peer once.
-_TURN_END_BATCH = int(__import__("os").environ.get("XBATCH", "16"))
+_TURN_END_BATCH = 16
 
 
 def end_turn(turn_end: list[H1Connection]) -> None:
