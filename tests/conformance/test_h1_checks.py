@@ -13,6 +13,8 @@ from hasten.protocols.h1_checks import (
     check_request_target,
     check_transfer_codings,
     field_limit_error,
+    known_target,
+    split_target,
 )
 
 LIMITS = RequestLimits(
@@ -102,6 +104,40 @@ def test_absolute_form_authority(target: bytes, authority: bytes | None) -> None
 )
 def test_request_target(method: bytes, target: bytes, status: int | None) -> None:
     assert status_of(check_request_target, method, target) == status
+
+
+@pytest.mark.parametrize(
+    ("target", "split"),
+    [
+        (b"/", (b"/", b"", "/")),
+        (b"/a%20b?x=1&y", (b"/a%20b", b"x=1&y", "/a b")),
+        (b"/p?", (b"/p", b"", "/p")),
+        (b"http://example.com:8080/p?q", (b"/p", b"q", "/p")),
+        (b"http://example.com", (b"/", b"", "/")),
+    ],
+)
+def test_split_target(target: bytes, split: tuple[bytes, bytes, str]) -> None:
+    assert split_target(b"GET", target) == split
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [(b"GET", b"/p#f", 400), (b"GET", b"*", 400), (b"GET", b"/caf\xc3\xa9", 400)],
+)
+def test_split_target_refuses(method: bytes, target: bytes, status: int) -> None:
+    assert status_of(split_target, method, target) == status
+    assert known_target(target) is None
+
+
+def test_split_target_remembers_short_origin_form_targets_only() -> None:
+    short = b"/remembered?q=1"
+    long = b"/" + b"x" * 300
+    absolute = b"http://example.com/remembered-absolute"
+    for target in (short, long, absolute):
+        split_target(b"GET", target)
+    assert known_target(short) == (b"/remembered", b"q=1", "/remembered")
+    assert known_target(long) is None
+    assert known_target(absolute) is None
 
 
 def test_field_limit_error_names_the_limit_passed() -> None:
