@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from hasten import Config
-from hasten.protocols import http1
-from hasten.protocols.http1 import H1Connection, end_turn
+from hasten.protocols.h1_cycle import TURN_END_BATCH, end_turn
+from hasten.protocols.http1 import H1Connection
 from hasten.state import ServerState
 from tests.harness import request, run_server
 from tests.protocols.http1_apps import wait_for
@@ -41,7 +41,7 @@ class RecordingTransport:
 
 
 def test_responses_finished_in_one_turn_leave_in_bounded_batches() -> None:
-    clients = 2 * http1._TURN_END_BATCH + 5
+    clients = 2 * TURN_END_BATCH + 5
     log: list[str] = []
     all_arrived = asyncio.Event()
     arrived = 0
@@ -89,7 +89,7 @@ def test_responses_finished_in_one_turn_leave_in_bounded_batches() -> None:
     # No write until a batch is full; each full batch leaves at once, in the order its
     # responses finished; the rest leaves at the end of the turn.
     sent_order = [entry.split()[1] for entry in log if entry.startswith("sending")]
-    batch = http1._TURN_END_BATCH
+    batch = TURN_END_BATCH
     expected: list[str] = []
     for start in range(0, clients, batch):
         names = sent_order[start : start + batch]
@@ -231,7 +231,7 @@ def test_aborted_connection_drops_held_output(state: ServerState) -> None:
 
 
 def test_a_full_batch_leaves_at_once(state: ServerState) -> None:
-    pairs = [connect(state) for _ in range(http1._TURN_END_BATCH)]
+    pairs = [connect(state) for _ in range(TURN_END_BATCH)]
     for conn, _ in pairs[:-1]:
         conn.write_at_turn_end(b"x")
     assert all(transport.writes == [] for _, transport in pairs)

@@ -33,7 +33,7 @@ from hasten.protocols.h1_checks import (
     known_target,
     split_target,
 )
-from hasten.protocols.h1_cycle import RequestCycle
+from hasten.protocols.h1_cycle import TURN_END_BATCH, RequestCycle, end_turn
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
 from hasten.tls import tls_scope_extension
@@ -177,7 +177,13 @@ class H1Connection(asyncio.Protocol):
         self.received = True
         if self.reading_head:
             self.head_bytes += len(data)
-        self._parse(data)
+        # _parse(data), inlined: a Python call costs about 1% of a small request.
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._upgrade_requested(data[upgrade.args[0] :])
+        except httptools.HttpParserError as exc:
+            self._parse_failed(exc, data)
         if self.reading_head and self.head_bytes > self.limits.max_head_size:
             # httptools buffers an unfinished field whole: bound the head before it is parsed.
             error_logger.debug("Refused request: head larger than its limit")
@@ -191,16 +197,20 @@ class H1Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade_requested(data[upgrade.args[0] :])
         except httptools.HttpParserError as exc:
-            if self._switched_to_http2(exc, data):
-                return
-            cause = exc.__context__
-            if isinstance(cause, HTTPRequestError):
-                error_logger.debug("Refused request: %s", cause.reason)
-                self.reject(cause.status)
-            else:
-                error_logger.debug("Malformed HTTP request: %s", exc)
-                # RFC 9110 §15.6.6: a well-formed version the server does not speak gets 505.
-                self.reject(505 if str(exc) == _UNSUPPORTED_VERSION else 400)
+            self._parse_failed(exc, data)
+
+    def _parse_failed(self, exc: httptools.HttpParserError, data: bytes) -> None:
+        """The parser refused ``data``: answer with the status it calls for, or switch."""
+        if self._switched_to_http2(exc, data):
+            return
+        cause = exc.__context__
+        if isinstance(cause, HTTPRequestError):
+            error_logger.debug("Refused request: %s", cause.reason)
+            self.reject(cause.status)
+        else:
+            error_logger.debug("Malformed HTTP request: %s", exc)
+            # RFC 9110 §15.6.6: a well-formed version the server does not speak gets 505.
+            self.reject(505 if str(exc) == _UNSUPPORTED_VERSION else 400)
 
     def _switched_to_http2(self, exc: httptools.HttpParserError, data: bytes) -> bool:
         """HTTP/2 with prior knowledge (RFC 9113 §3.3): llhttp stops with an error at the
@@ -252,7 +262,7 @@ class H1Connection(asyncio.Protocol):
         server with a local peer (a proxy, a sidecar, a load generator) that wake-up costs
         as much as the write: perf showed it at an eighth of the server's time behind a
         FastAPI app. Writes that leave close together wake the peer once. The batch is
-        bounded (``_TURN_END_BATCH``) so that early responses of a long turn do not wait
+        bounded (``TURN_END_BATCH``) so that early responses of a long turn do not wait
         for all of it.
         """
         if self.held_output:
@@ -261,7 +271,7 @@ class H1Connection(asyncio.Protocol):
         self.held_output = data
         if not self.at_turn_end:
             self.flush_at_turn_end()
-        if len(self.state.turn_end) >= _TURN_END_BATCH:
+        if len(self.state.turn_end) >= TURN_END_BATCH:
             end_turn(self.state.turn_end)
 
     def flush_at_turn_end(self) -> None:
@@ -395,7 +405,10 @@ class H1Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         body_cycle = self.body_cycle
         if body_cycle is not None:
-            body_cycle.end_body()
+            if body_cycle.waiter is None:
+                body_cycle.body_complete = True  # end_body(), without the call: per request
+            else:
+                body_cycle.end_body()
             self.body_cycle = None
             if body_cycle.response_complete and self.cycle is None and not self.pipeline:
                 # The unread body of an answered request is drained: the connection idles.
@@ -580,26 +593,6 @@ class H1Connection(asyncio.Protocol):
         elif now - self.stalled_since >= self.state.timeout_request_body:
             error_logger.debug("Request body stalled; answering 408.")
             self.reject(408)
-
-
-# At most this many connections wait for the end of a loop turn: past it, what they hold
-# leaves at once. 16 measured best with wrk -c64 and -c1000 (hello, FastAPI json); a
-# batch of any size wakes a sleeping peer once.
-_TURN_END_BATCH = 16
-
-
-def end_turn(turn_end: list[H1Connection]) -> None:
-    """The end of a loop turn: held output leaves, and so does a head still held back for
-    its body (that app is waiting for something else: the client sees the head now)."""
-    connections = turn_end.copy()
-    turn_end.clear()
-    for conn in connections:  # one loop over every response of the turn: kept flat
-        conn.at_turn_end = False
-        if conn.held_output:
-            conn.write_held_output()
-        cycle = conn.cycle
-        if cycle is not None and cycle.head_pending:
-            cycle.flush_pending_head()
 
 
 def _ip_address(address: Any) -> tuple[str, int] | None:
