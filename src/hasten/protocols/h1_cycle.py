@@ -5,8 +5,8 @@ backpressure), validates the app's response messages and serialises them: the he
 back until the first body message so that a small response leaves in one
 ``transport.write``, and the framing (Content-Length, chunked, or close-delimited for
 HTTP/1.0) is decided then. A response complete in that one write waits for the end of the
-loop turn (``end_turn``) and leaves with the others finished in the turn. ``H1Connection`` in ``http1.py`` owns the parser and the order
-in which cycles run.
+loop turn (``end_turn``) and leaves with the others finished in the turn. ``H1Connection``
+in ``http1.py`` owns the parser and the order in which cycles run.
 """
 
 from __future__ import annotations
