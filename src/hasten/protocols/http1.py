@@ -275,6 +275,7 @@ class H1Connection(asyncio.Protocol):
         turn_end.append(self)
 
     def write_held_output(self) -> None:
+        """Write the held response now (before the transport closes or changes hands)."""
         held = self.held_output
         if held:
             self.held_output = b""
