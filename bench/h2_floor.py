@@ -17,6 +17,8 @@ import h2.config
 import h2.connection
 import h2.events
 
+from hasten.protocols.http2 import server_configuration
+
 REQUEST = [
     (b":method", b"GET"),
     (b":path", b"/"),
@@ -33,26 +35,15 @@ RESPONSE = [
 ]
 
 
-def connection(client_side: bool) -> h2.connection.H2Connection:
-    checks = client_side  # the server side is configured as hasten's (http2.py)
-    return h2.connection.H2Connection(
-        h2.config.H2Configuration(
-            client_side=client_side,
-            header_encoding=None,
-            validate_inbound_headers=checks,
-            normalize_inbound_headers=checks,
-            validate_outbound_headers=checks,
-            normalize_outbound_headers=checks,
-        )
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--streams", type=int, default=32, help="requests per batch (-m)")
     args = parser.parse_args()
-    client, server = connection(True), connection(False)
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    server = h2.connection.H2Connection(server_configuration())
     client.initiate_connection()
     server.initiate_connection()
     server.receive_data(client.data_to_send())

@@ -96,18 +96,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         now = state.loop.time()
         self.reset_budget = RateBudget(limits.max_reset_streams, now)
         self.control_budget = RateBudget(limits.max_control_frames, now)
-        machine = self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(
-                client_side=False,
-                header_encoding=None,
-                # Received fields are checked by http2_fields, sent ones by http2_stream:
-                # h2's generator chains for both cost ~25% of a small request.
-                validate_inbound_headers=False,
-                normalize_inbound_headers=False,
-                validate_outbound_headers=False,
-                normalize_outbound_headers=False,
-            )
-        )
+        machine = self.h2 = h2.connection.H2Connection(server_configuration())
         machine.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
@@ -607,6 +596,20 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             if not self.upgrade_body_left:
                 stream.end_body()
         return rest
+
+
+def server_configuration() -> h2.config.H2Configuration:
+    """How hasten configures h2's server side (also measured alone by bench/h2_floor.py)."""
+    return h2.config.H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        # Received fields are checked by http2_fields, sent ones by http2_stream: h2's
+        # generator chains for both cost ~25% of a small request.
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
 
 
 def _is_compression_error(exc: h2.exceptions.ProtocolError) -> bool:
