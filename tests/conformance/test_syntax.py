@@ -291,3 +291,24 @@ def test_empty_lines_before_the_request_line_are_skipped(served: Served) -> None
 )
 def test_garbage_is_refused(served: Served, data: bytes) -> None:
     assert_refused(*served, data, 400)
+
+
+@pytest.mark.parametrize(
+    ("fields", "status"),
+    [
+        (b"Host: known.example\r\nHost: known.example\r\n", 400),
+        (b"Host: known.example\r\nTransfer-Encoding: gzip\r\n", 400),
+        (b"Transfer-Encoding: gzip, chunked\r\nHost: known.example\r\n", 501),
+    ],
+    ids=["host-twice", "host-then-bad-coding", "bad-coding-then-host"],
+)
+def test_a_known_host_does_not_skip_the_other_field_checks(
+    served: Served, fields: bytes, status: int
+) -> None:
+    # Requests whose only checked field is a known valid Host skip check_fields: with
+    # that Host known, any other checked field must still be checked.
+    server, app = served
+    [response] = exchange(server, GET + b"Host: known.example\r\n\r\n", 1)
+    assert response.status == 200
+    app.requests.clear()
+    assert_refused(*served, GET + fields + b"\r\n", status)

@@ -26,7 +26,9 @@ _is_valid_host = re.compile(
 ).fullmatch
 _CHUNKED = b"chunked"
 _OWS = b" \t"
-_CHECKED_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
+# The fields check_fields reads; a request whose only one is a known valid Host has nothing
+# for it to find (the connection then skips the call).
+CHECKED_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
 # Host values already found valid. Requests repeat a handful of them, and a set lookup is
 # far cheaper than the regex; only valid values enter, and the set stays small.
 _known_valid_hosts: set[bytes] = set()
@@ -98,6 +100,7 @@ def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, str]:
 
 
 known_target = _known_targets.get
+known_valid_host = _known_valid_hosts.__contains__
 
 
 def check_request_target(method: bytes, target: bytes) -> None:
@@ -144,7 +147,7 @@ def check_fields(
     codings: list[bytes] | None = None
     expects_continue = False
     for index, (name, value) in enumerate(headers):
-        if name not in _CHECKED_FIELDS:
+        if name not in CHECKED_FIELDS:
             continue
         if name == b"host":
             hosts += 1

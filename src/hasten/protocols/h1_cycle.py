@@ -312,8 +312,8 @@ class RequestCycle:
         # client sees the head soon. Usually the body follows at once and the flush finds
         # nothing left to send. (conn.flush_at_turn_end(), inlined: once per request.)
         conn = self.conn
-        if not conn.at_turn_end:
-            conn.at_turn_end = True
+        if conn.held_output is None:
+            conn.held_output = b""
             turn_end = state.turn_end
             if not turn_end:
                 state.loop.call_soon(end_turn, turn_end)
@@ -485,12 +485,10 @@ def end_turn(turn_end: list[H1Connection]) -> None:
     connections = turn_end.copy()
     turn_end.clear()
     for conn in connections:  # one loop over every response of the turn: kept flat
-        conn.at_turn_end = False
         held = conn.held_output
-        if held:  # write_held_output(), inlined
-            conn.held_output = b""
-            if not conn.transport.is_closing():
-                conn.transport.write(held)
+        conn.held_output = None
+        if held and not conn.transport.is_closing():  # write_held_output(), inlined
+            conn.transport.write(held)
         cycle = conn.cycle
         if cycle is not None and cycle.head_pending:
             cycle.flush_pending_head()
