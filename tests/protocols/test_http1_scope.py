@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hasten.protocols.http1 import server_address
 from tests.harness import request, run_server
 from tests.protocols.http1_apps import recorder
 
@@ -145,3 +146,13 @@ def test_scope_headers_are_not_shared_between_requests() -> None:
     assert (b"x-one", b"1") in seen[0]["headers"]
     assert (b"x-one", b"1") not in seen[1]["headers"]
     assert (b"x-two", b"2") in seen[1]["headers"]
+
+
+def test_server_address_is_one_tuple_per_listening_address() -> None:
+    # Shared by every connection of a listener: it costs idle connections nothing.
+    first = server_address(("127.0.0.1", 8000))
+    assert first == ("127.0.0.1", 8000)
+    assert server_address(("127.0.0.1", 8000)) is first
+    assert server_address(("::1", 8000, 0, 0)) == ("::1", 8000)
+    assert server_address("/run/app.sock") == ("/run/app.sock", None)
+    assert server_address(None) is None

@@ -14,6 +14,7 @@ response.
 from __future__ import annotations
 
 import asyncio
+import sys
 from time import perf_counter
 from typing import Any, cast
 
@@ -131,12 +132,7 @@ class H1Connection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         # Addresses are looked up once per connection, not once per request.
         self.client = _ip_address(transport.get_extra_info("peername"))
-        sockname = transport.get_extra_info("sockname")
-        if isinstance(sockname, str):
-            # ASGI: for a Unix socket, server is (path, None).
-            self.server: tuple[str, int | None] | None = (sockname, None)
-        else:
-            self.server = _ip_address(sockname)
+        self.server = server_address(transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
         self.scheme = "https" if ssl_object is not None else "http"
         self.tls_extension = None if ssl_object is None else tls_scope_extension(ssl_object)
@@ -608,8 +604,26 @@ class H1Connection(asyncio.Protocol):
 
 def _ip_address(address: Any) -> tuple[str, int] | None:
     if isinstance(address, tuple) and len(address) >= 2:
-        return (str(address[0]), int(address[1]))
+        # Interned: the connections of one client (or one proxy) share its host string.
+        return (sys.intern(str(address[0])), int(address[1]))
     return None
+
+
+# The ASGI ``server`` of each listening address, one tuple shared by all its connections:
+# memory per idle keep-alive connection. Bounded, though a server listens on few addresses.
+_server_addresses: dict[Any, tuple[str, int | None] | None] = {}
+
+
+def server_address(sockname: Any) -> tuple[str, int | None] | None:
+    """The scope's ``server`` for a socket's local address (``(path, None)`` for a Unix
+    socket, as ASGI says)."""
+    if sockname in _server_addresses:
+        return _server_addresses[sockname]
+    address = (sockname, None) if isinstance(sockname, str) else _ip_address(sockname)
+    if len(_server_addresses) >= 64:
+        _server_addresses.clear()
+    _server_addresses[sockname] = address
+    return address
 
 
 def _upgrade_token(headers: list[tuple[bytes, bytes]]) -> bytes:

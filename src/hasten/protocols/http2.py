@@ -26,7 +26,7 @@ from hyperframe.frame import GoAwayFrame
 from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
-from hasten.protocols.http1 import RequestCycle, _ip_address
+from hasten.protocols.http1 import RequestCycle, _ip_address, server_address
 from hasten.protocols.http2_fields import (
     MalformedRequest,
     RequestFields,
@@ -130,10 +130,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.transport = transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(transport)
         self.client = _ip_address(transport.get_extra_info("peername"))
-        sockname = transport.get_extra_info("sockname")
-        self.server: tuple[str, int | None] | None = (
-            (sockname, None) if isinstance(sockname, str) else _ip_address(sockname)
-        )
+        self.server = server_address(transport.get_extra_info("sockname"))
         ssl_object = transport.get_extra_info("ssl_object")
         self.scheme = "https" if ssl_object is not None else "http"
         self.extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
