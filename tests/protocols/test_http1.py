@@ -604,6 +604,31 @@ def test_unsupported_upgrade_with_body_delivers_the_body() -> None:
         assert client.read_response().body == b"second"
 
 
+def test_request_after_an_upgrade_with_a_body_keeps_its_own_target() -> None:
+    # The body is read by a parser primed with a made-up head of its own: its target must
+    # not leak into the next request's.
+    with run_server(echo_path) as server, server.connect() as client:
+        client.send(
+            request(
+                "POST", path="/up", headers={"Connection": "Upgrade", "Upgrade": "foo"}, body=b"x"
+            )
+            + request(path="/next?q=1")
+        )
+        assert client.read_response().body == b"/up"
+        assert client.read_response().body == b"/next"
+
+
+def test_request_line_split_inside_the_target_is_joined() -> None:
+    with run_server(echo_path) as server, server.connect() as client:
+        data = request(path="/a-long/path/split")
+        for piece in (data[:3], data[3:9], data[9:20], data[20:]):
+            client.send(piece)
+            time.sleep(0.02)  # separate reads, so the target arrives in pieces
+        assert client.read_response().body == b"/a-long/path/split"
+        client.send(request(path="/second"))
+        assert client.read_response().body == b"/second"
+
+
 @pytest.mark.parametrize("body", [b"", b"h2c body"], ids=["without_body", "with_body"])
 def test_h2c_upgrade_without_http2_settings_is_answered_as_http11(body: bytes) -> None:
     with run_server(echo_body) as server, server.connect() as client:

@@ -287,17 +287,18 @@ class H1Connection(asyncio.Protocol):
 
     # -- parser callbacks (httptools) -------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self.url = b""
-        if self.headers:
-            self.headers = []
-        self.reading_head = True
-        self.head_bytes = 0
-        self.head_size = 0
-
     def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.limits.max_request_line:
+        # llhttp requires a target, so this is the first callback of every request: it
+        # starts the head's bookkeeping too, which spares an on_message_begin call per
+        # request. (on_headers_complete leaves url and headers empty for the next one.)
+        if self.url:
+            url = self.url + url
+        else:
+            self.reading_head = True
+            self.head_bytes = 0
+            self.head_size = 0
+        self.url = url
+        if len(url) > self.limits.max_request_line:
             # RFC 9112 §3: a target longer than the server parses gets 414.
             raise HTTPRequestError(414, "request target too long")
 
@@ -441,6 +442,7 @@ class H1Connection(asyncio.Protocol):
                 self.parser.feed_data(b"PUT / HTTP/1.1\r\n%b\r\n\r\n" % framing)
             finally:
                 self.priming_parser = False
+                self.url = b""  # the primer's target
         if rest:
             # What followed the upgrade request in the same read, as if read on its own.
             self.data_received(rest)
