@@ -49,6 +49,14 @@ def _rate_check(results: Results, scenario: str, peer: str, target: float, name:
         # A peer that stalls (hypercorn under h2load -m32 after ~3,000 requests) has no rate
         # to compare with; any multiple of 0 would be a meaningless PASS.
         return Check("SKIP", name, f"{peer} completed no request in the measured runs")
+    if ours and ours.rate and theirs and theirs.errors:
+        # Nor does a peer whose requests failed (hypercorn again: a few hundred requests,
+        # then the rest of its streams erroring): its rate measures a breakdown.
+        return Check(
+            "SKIP",
+            name,
+            f"{peer} failed {theirs.errors} requests ({theirs.rate:,.0f}/s): no yardstick",
+        )
     if value is None:
         reason = results.get(scenario, {}).get("hasten")
         return Check("SKIP", name, reason.skipped if reason and reason.skipped else "no result")

@@ -53,6 +53,11 @@ def test_a_peer_that_served_nothing_makes_its_target_skip() -> None:
     assert _status(results, "h2 >= 10.0x hypercorn") == "SKIP"
 
 
+def test_a_peer_whose_requests_failed_makes_its_target_skip() -> None:
+    results = {"h2": {"hasten": Sample(rate=13000.0), "hypercorn": Sample(rate=112.0, errors=16)}}
+    assert _status(results, "h2 >= 10.0x hypercorn") == "SKIP"
+
+
 def test_results_table_shows_ratios_against_both_peers() -> None:
     results = {
         "hello": {
