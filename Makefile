@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 4
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck pytest test-tools test-all clean
+.PHONY: run test lint typecheck pytest pytest-compiled test-tools test-all clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +20,37 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.run-installed
 run: $(VENV)/.run-installed  ## serve examples/app.py on http://127.0.0.1:8000
 	$(BIN)/hasten app:app --app-dir examples --host 127.0.0.1 --port 8000
 
-test: lint typecheck pytest  ## ruff, mypy --strict, pytest
+test: lint typecheck pytest pytest-compiled  ## ruff, mypy --strict, pytest (both builds)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples hatch_build.py
+	$(BIN)/ruff format --check src tests examples hatch_build.py
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.dev-installed test-tools
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+pytest: $(VENV)/.dev-installed test-tools  ## the suite on the editable, pure-Python install
+	EXPECTED_BUILD=pure $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The suite again, on what users install: a wheel whose protocol modules mypyc compiled
+# (hatch_build.py). Its own venv, where hasten is rebuilt whenever a source file changes;
+# the dependencies come with a quick pure-Python build, then the compiled one replaces it.
+COMPILED_VENV ?= .venv-compiled
+HASTEN_SOURCES := $(shell find src -name '*.py') hatch_build.py pyproject.toml
+
+$(COMPILED_VENV)/.deps-installed: pyproject.toml
+	$(PYTHON) -m venv $(COMPILED_VENV)
+	$(COMPILED_VENV)/bin/python -m pip install --quiet --upgrade pip
+	HASTEN_COMPILE=never $(COMPILED_VENV)/bin/python -m pip install --quiet '.[dev]'
+	touch $@
+
+$(COMPILED_VENV)/.compiled-installed: $(COMPILED_VENV)/.deps-installed $(HASTEN_SOURCES)
+	HASTEN_COMPILE=always $(COMPILED_VENV)/bin/python -m pip install --quiet \
+	  --force-reinstall --no-deps .
+	touch $@
+
+pytest-compiled: $(COMPILED_VENV)/.compiled-installed test-tools  ## the suite on the compiled wheel
+	EXPECTED_BUILD=compiled $(COMPILED_VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The Debian tools the tests drive (curl, h2load, chromium), installed once before pytest
 # starts its workers: several workers running apt-get at once fail on dpkg's lock.
@@ -64,7 +84,7 @@ test-all:
 	[ -z "$$failed" ] || { echo "FAILED on CPython$$failed"; exit 1; }
 
 clean:
-	rm -rf .venv .venv-3.* .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-3.* $(COMPILED_VENV) .mypy_cache .pytest_cache .ruff_cache
 
 # -- Benchmarks (bench/): hasten vs uvicorn vs granian --------------------------------------
 # The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
@@ -76,19 +96,27 @@ BENCH_PYTHON ?= $(PYTHON)
 $(BENCH_VENV)/.bench-installed: pyproject.toml bench/requirements.txt
 	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install --quiet -e . -r bench/requirements.txt
+	HASTEN_COMPILE=never $(BENCH_VENV)/bin/python -m pip install --quiet . -r bench/requirements.txt
 	-$(BENCH_VENV)/bin/python -m pip install --quiet hypercorn  # h2 peer, only if it installs
+	touch $@
+
+# hasten is measured as users install it: the compiled wheel, rebuilt when a source changes.
+$(BENCH_VENV)/.hasten-installed: $(BENCH_VENV)/.bench-installed $(HASTEN_SOURCES)
+	HASTEN_COMPILE=always $(BENCH_VENV)/bin/python -m pip install --quiet \
+	  --force-reinstall --no-deps .
 	touch $@
 
 bench-tools:
 	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client; }
 
-bench: bench-tools $(BENCH_VENV)/.bench-installed  ## side-by-side benchmark (QUICK=1: < 3 min)
+bench: bench-tools $(BENCH_VENV)/.hasten-installed  ## side-by-side benchmark (QUICK=1: < 3 min)
 	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
 
-bench-profile: bench-tools $(BENCH_VENV)/.bench-installed  ## py-spy profile of hasten under hello load
-	$(BENCH_VENV)/bin/python -m bench.profile
+# The profile runs hasten from its Python source (PYTHONPATH=src): py-spy sees no function
+# inside a compiled module, and the source is what one optimises.
+bench-profile: bench-tools $(BENCH_VENV)/.hasten-installed  ## py-spy profile of hasten under hello load
+	PYTHONPATH=$(CURDIR)/src $(BENCH_VENV)/bin/python -m bench.profile
 
 # -- Fuzzing (tests/fuzz/): the property-based HTTP/1.1 tests, with many more examples ------
 .PHONY: fuzz

@@ -99,10 +99,11 @@ def test_header_option_adds_default_response_headers() -> None:
     assert response.headers["x-zone"] == "a"
 
 
-def test_version_prints_the_version() -> None:
+def test_version_prints_the_version_and_the_build() -> None:
     result = run_to_exit("--version")
     assert result.returncode == 0
-    assert result.stdout.startswith(f"hasten {hasten.__version__} with ")
+    build = "compiled" if hasten.compiled() else "pure Python"
+    assert result.stdout.startswith(f"hasten {hasten.__version__} ({build}) with ")
 
 
 def test_help_lists_the_options() -> None:

@@ -79,6 +79,11 @@ def test_unknown_hasten_environment_variable_is_an_error(tmp_path: Path) -> None
         resolve_settings({}, environ={"HASTEN_PROT": "1"}, cwd=tmp_path)
 
 
+def test_the_build_variable_is_not_taken_for_a_setting(tmp_path: Path) -> None:
+    resolved = resolve_settings({}, environ={"HASTEN_COMPILE": "never"}, cwd=tmp_path)
+    assert "compile" not in resolved.values
+
+
 def test_wrong_type_in_config_file_names_key_source_and_allowed(tmp_path: Path) -> None:
     (tmp_path / "hasten.toml").write_text('port = "eighty"\n')
     with pytest.raises(SettingsError) as caught:

@@ -24,7 +24,15 @@ from hasten.sources import apply_env_file
 from hasten.supervisors import needs_supervisor, run_supervised
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Server", "__version__", "run"]
+__all__ = ["Config", "Server", "__version__", "compiled", "run"]
+
+
+def compiled() -> bool:
+    """Whether the protocol modules run as a C extension (a wheel's build compiles them with
+    mypyc: ``hatch_build.py``) rather than from their Python source."""
+    from hasten.protocols import http1  # noqa: PLC0415 -- read only when asked
+
+    return not http1.__file__.endswith(".py")
 
 
 def run(app: ASGIApplication | str, **settings: Any) -> None:

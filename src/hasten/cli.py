@@ -60,8 +60,9 @@ def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any]
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    build = "compiled" if hasten.compiled() else "pure Python"
     click.echo(
-        f"hasten {hasten.__version__} with {platform.python_implementation()} "
+        f"hasten {hasten.__version__} ({build}) with {platform.python_implementation()} "
         f"{platform.python_version()} on {platform.system()}"
     )
     ctx.exit()

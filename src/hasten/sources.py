@@ -23,6 +23,9 @@ from typing import Any
 from hasten.config import Config
 
 ENV_PREFIX = "HASTEN_"
+# HASTEN_* variables that are not settings: HASTEN_COMPILE chooses how a wheel is built
+# (hatch_build.py), and may well stay exported in the shell that then runs the server.
+NOT_SETTINGS = frozenset({"HASTEN_COMPILE"})
 CONFIG_FILE_NAME = "hasten.toml"
 PYPROJECT_FILE_NAME = "pyproject.toml"
 DEFAULT = "default"
@@ -266,7 +269,7 @@ def resolve_settings(
             source = f"environment variable {spec.legacy_env}"
             _take(resolved, specs, spec.name, environ[spec.legacy_env], source, from_text=True)
     for env_name, text in environ.items():
-        if env_name.startswith(ENV_PREFIX):
+        if env_name.startswith(ENV_PREFIX) and env_name not in NOT_SETTINGS:
             name = env_name.removeprefix(ENV_PREFIX).lower()
             source = f"environment variable {env_name}"
             _take(resolved, specs, name, text, source, from_text=True)

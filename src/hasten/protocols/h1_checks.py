@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import httptools
 
@@ -83,7 +84,9 @@ def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, str]:
     if target[:1] == b"/":
         raw_path, _, query_string = target.partition(b"?")
     else:
-        parsed = httptools.parse_url(target)
+        # Any: httptools' stub types the parts as bytes, but a part the target lacks is
+        # None, and the compiled build (mypyc) checks what the stub declares.
+        parsed: Any = httptools.parse_url(target)
         raw_path = parsed.path or b"/"
         query_string = parsed.query or b""
     try:
