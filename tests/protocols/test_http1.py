@@ -5,6 +5,7 @@ half-close, unsupported upgrades, CONNECT."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import socket
 import time
@@ -673,3 +674,63 @@ def test_connect_gets_501_and_close() -> None:
         assert response.header("connection") == "close"
         assert client.is_closed()
     assert seen == []
+
+
+# -- the task that runs each request's app -----------------------------------------------------
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_each_request_runs_in_its_own_named_task_and_context(loop: str) -> None:
+    seen: list[tuple[str, str, int]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        # What an earlier request set must not leak into this one (each task copies the
+        # context of the server, not of the last request).
+        before = REQUEST_ID.get()
+        REQUEST_ID.set(scope["path"])
+        task = asyncio.current_task()
+        assert task is not None
+        seen.append((task.get_name(), before, id(task)))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(app, loop=loop) as server, server.connect() as client:
+        for path in ("/a", "/b"):
+            client.send(request(path=path))
+            assert client.read_response().status == 204
+    assert [(name, before) for name, before, _ in seen] == [
+        ("hasten.http1.request", "unset"),
+        ("hasten.http1.request", "unset"),
+    ]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_task_factory_the_app_installs_runs_its_requests(loop: str) -> None:
+    made: list[asyncio.Task[Any]] = []
+    ran_in_made_task: list[bool] = []
+
+    def factory(event_loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        task = asyncio.Task(coro, loop=event_loop, **kwargs)
+        made.append(task)
+        return task
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            asyncio.get_running_loop().set_task_factory(factory)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        ran_in_made_task.append(asyncio.current_task() in made)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with run_server(app, loop=loop) as server, server.connect() as client:
+        client.send(request())
+        assert client.read_response().status == 204
+    assert ran_in_made_task == [True]
