@@ -13,19 +13,26 @@ import pytest
 
 import hasten
 
-# hatch_build.COMPILED_MODULES, as module names.
-COMPILED_MODULES = (
-    "hasten.state",
-    "hasten.protocols.flow",
-    "hasten.protocols.h1_checks",
-    "hasten.protocols.h1_cycle",
-    "hasten.protocols.http1",
-    "hasten.protocols.http2",
-    "hasten.protocols.http2_stream",
-    "hasten.protocols.http2_websocket",
-    "hasten.protocols.websocket",
-    "hasten.protocols.websocket_connection",
-)
+BUILD_HOOK = Path(__file__).parent.parent / "hatch_build.py"
+
+
+def compiled_module_names() -> list[str]:
+    """The modules hatch_build.py compiles (its ``COMPILED_MODULES``), as module names."""
+    for node in ast.parse(BUILD_HOOK.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "COMPILED_MODULES"
+            for target in node.targets
+        ):
+            paths: tuple[str, ...] = ast.literal_eval(node.value)
+            return [p.removeprefix("src/").removesuffix(".py").replace("/", ".") for p in paths]
+    raise AssertionError("hatch_build.py defines no COMPILED_MODULES")
+
+
+def test_the_build_hook_names_modules_that_exist() -> None:
+    names = compiled_module_names()
+    assert "hasten.protocols.http1" in names
+    for name in names:
+        importlib.import_module(name)
 
 
 @pytest.mark.skipif("EXPECTED_BUILD" not in os.environ, reason="the run names no build")
@@ -33,21 +40,7 @@ def test_the_build_under_test_is_the_expected_one() -> None:
     assert os.environ["EXPECTED_BUILD"] in {"pure", "compiled"}
     expected = os.environ["EXPECTED_BUILD"] == "compiled"
     assert hasten.compiled() is expected
-    for name in COMPILED_MODULES:
+    for name in compiled_module_names():
         module_file = importlib.import_module(name).__file__
         assert module_file is not None
         assert module_file.endswith(".py") is not expected, module_file
-
-
-def test_the_compiled_module_list_matches_the_build_hook() -> None:
-    hook = Path(__file__).parent.parent / "hatch_build.py"
-    assignments = {
-        target.id: node.value
-        for node in ast.walk(ast.parse(hook.read_text()))
-        if isinstance(node, ast.Assign)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    paths = ast.literal_eval(assignments["COMPILED_MODULES"])
-    names = tuple(p.removeprefix("src/").removesuffix(".py").replace("/", ".") for p in paths)
-    assert names == COMPILED_MODULES
