@@ -43,15 +43,13 @@ COMPILED_MODULES = (
 # Third-party modules are typed from their stubs when the build environment has them and
 # are Any otherwise: either way the compiled code calls them as Python objects.
 _SETUP_SCRIPT = """\
-import sys
 from setuptools import setup
 from mypyc.build import mypycify
 
+SOURCES = {sources!r}
 setup(
     name="hasten-compiled",
-    ext_modules=mypycify(
-        ["--ignore-missing-imports", *sys.argv.pop(1).split(",")], group_name="hasten"
-    ),
+    ext_modules=mypycify(["--ignore-missing-imports", *SOURCES], group_name="hasten"),
 )
 """
 
@@ -72,12 +70,11 @@ class CompileHotPath(BuildHookInterface):
             return
         scratch = self._scratch = tempfile.mkdtemp(prefix="hasten-mypyc-")
         built = Path(scratch, "lib")
-        sources = ",".join(str(Path(self.root, module)) for module in COMPILED_MODULES)
-        Path(scratch, "setup.py").write_text(_SETUP_SCRIPT)
+        sources = [str(Path(self.root, module)) for module in COMPILED_MODULES]
+        Path(scratch, "setup.py").write_text(_SETUP_SCRIPT.format(sources=sources))
         command = [
             sys.executable,
             "setup.py",
-            sources,
             "build_ext",
             "--build-lib",
             str(built),
