@@ -44,9 +44,12 @@ $(COMPILED_VENV)/.deps-installed: pyproject.toml
 	HASTEN_COMPILE=never $(COMPILED_VENV)/bin/python -m pip install --quiet '.[dev]'
 	touch $@
 
+# $(call install_compiled,VENV): replace VENV's hasten with the compiled wheel.
+install_compiled = HASTEN_COMPILE=always $(1)/bin/python -m pip install --quiet \
+	--force-reinstall --no-deps .
+
 $(COMPILED_VENV)/.compiled-installed: $(COMPILED_VENV)/.deps-installed $(HASTEN_SOURCES)
-	HASTEN_COMPILE=always $(COMPILED_VENV)/bin/python -m pip install --quiet \
-	  --force-reinstall --no-deps .
+	$(call install_compiled,$(COMPILED_VENV))
 	touch $@
 
 pytest-compiled: $(COMPILED_VENV)/.compiled-installed test-tools  ## the suite on the compiled wheel
@@ -102,8 +105,7 @@ $(BENCH_VENV)/.bench-installed: pyproject.toml bench/requirements.txt
 
 # hasten is measured as users install it: the compiled wheel, rebuilt when a source changes.
 $(BENCH_VENV)/.hasten-installed: $(BENCH_VENV)/.bench-installed $(HASTEN_SOURCES)
-	HASTEN_COMPILE=always $(BENCH_VENV)/bin/python -m pip install --quiet \
-	  --force-reinstall --no-deps .
+	$(call install_compiled,$(BENCH_VENV))
 	touch $@
 
 bench-tools:

@@ -19,6 +19,7 @@ from hasten.asgi import ASGIApplication
 from hasten.config import Config
 from hasten.importer import AppLoadError
 from hasten.logs import error_logger
+from hasten.protocols import http1 as _http1
 from hasten.server import STARTUP_FAILURE, Server
 from hasten.sources import apply_env_file
 from hasten.supervisors import needs_supervisor, run_supervised
@@ -30,9 +31,7 @@ __all__ = ["Config", "Server", "__version__", "compiled", "run"]
 def compiled() -> bool:
     """Whether the protocol modules run as a C extension (a wheel's build compiles them with
     mypyc: ``hatch_build.py``) rather than from their Python source."""
-    from hasten.protocols import http1  # noqa: PLC0415 -- read only when asked
-
-    return not http1.__file__.endswith(".py")
+    return not _http1.__file__.endswith(".py")
 
 
 def run(app: ASGIApplication | str, **settings: Any) -> None:
