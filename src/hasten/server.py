@@ -16,6 +16,7 @@ from types import FrameType
 from hasten.config import Config
 from hasten.importer import load_app
 from hasten.lifespan import Lifespan
+from hasten.listener import Listener
 from hasten.logs import error_logger
 from hasten.protocols.negotiation import connection_factory
 from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
@@ -87,7 +88,7 @@ class Server:
         self.force_exit = False
         self.exit_code = 0
         self.state: ServerState | None = None
-        self.servers: list[asyncio.Server] = []
+        self.servers: list[Listener] = []
         self._should_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_event: asyncio.Event | None = None
@@ -161,7 +162,7 @@ class Server:
             # counting; the collector is only for cycles, which can wait a little longer.
             gc.set_threshold(config.gc_threshold)
         try:
-            await self._start_listening(state, sockets)
+            self._start_listening(state, sockets)
         except OSError as exc:
             error_logger.error("Could not listen: %s", exc)
             self.exit_code = STARTUP_FAILURE
@@ -174,9 +175,7 @@ class Server:
         if not self.force_exit:
             await lifespan.shutdown()
 
-    async def _start_listening(
-        self, state: ServerState, sockets: Sequence[socket.socket] | None
-    ) -> None:
+    def _start_listening(self, state: ServerState, sockets: Sequence[socket.socket] | None) -> None:
         config = self.config
         loop = state.loop
         ssl_context = create_ssl_context(config)
@@ -190,14 +189,16 @@ class Server:
             adopted = [bind_socket(config)]
             self._bound_uds = config.uds if config.fd is None else None
         for sock in adopted:
-            server = await loop.create_server(
+            listener = Listener(
+                loop,
+                sock,
                 protocol_factory,
-                sock=sock,
                 backlog=config.backlog,
-                ssl=ssl_context,
-                ssl_handshake_timeout=config.ssl_handshake_timeout if ssl_context else None,
+                ssl_context=ssl_context,
+                ssl_handshake_timeout=config.ssl_handshake_timeout,
             )
-            self.servers.append(server)
+            listener.start()
+            self.servers.append(listener)
             error_logger.info(
                 "Listening on %s (Press CTRL+C to quit)", describe_socket(sock, config)
             )
