@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from hasten.listener import ACCEPTS_PER_WAKEUP
 from tests.harness import hasten_process, run_server
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
 @pytest.mark.parametrize("loop_name", ["uvloop", "asyncio"])
-def test_connections_waiting_together_are_served_in_the_same_loop_iteration(
+def test_connections_waiting_together_are_served_within_a_few_loop_iterations(
     loop_name: str,
 ) -> None:
     # uvloop's own servers accept one connection per loop iteration: on a busy server, a
@@ -44,15 +45,16 @@ def test_connections_waiting_together_are_served_in_the_same_loop_iteration(
         loop.call_soon_threadsafe(count_iterations)
         loop.call_soon_threadsafe(block_the_loop)
         assert blocked.wait(5)
-        # The kernel completes these handshakes and queues them while the loop is blocked.
-        clients = [server.connect() for _ in range(40)]
+        # The kernel completes these handshakes and queues them while the loop is blocked;
+        # the server takes them in three batches.
+        clients = [server.connect() for _ in range(2 * ACCEPTS_PER_WAKEUP + 10)]
         for client in clients:
             client.send(REQUEST)
         release.set()
         served_in = [int(client.read_response().body) for client in clients]
         for client in clients:
             client.close()
-    assert max(served_in) - min(served_in) <= 2, served_in
+    assert max(served_in) - min(served_in) <= 4, served_in
 
 
 @pytest.mark.parametrize("loop_name", ["uvloop", "asyncio"])

@@ -193,7 +193,6 @@ class Server:
                 loop,
                 sock,
                 protocol_factory,
-                backlog=config.backlog,
                 ssl_context=ssl_context,
                 ssl_handshake_timeout=config.ssl_handshake_timeout,
             )

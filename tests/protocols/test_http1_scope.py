@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hasten.protocols import http1
 from hasten.protocols.http1 import server_address
 from tests.harness import request, run_server
 from tests.protocols.http1_apps import recorder
@@ -146,6 +147,29 @@ def test_scope_headers_are_not_shared_between_requests() -> None:
     assert (b"x-one", b"1") in seen[0]["headers"]
     assert (b"x-one", b"1") not in seen[1]["headers"]
     assert (b"x-two", b"2") in seen[1]["headers"]
+
+
+def test_trailers_and_headerless_requests_leave_no_fields_to_later_requests() -> None:
+    # Between requests a connection holds shared empty lists for its fields and its queue
+    # of requests, not lists of its own: nothing may ever be added to them.
+    seen, app = recorder()
+    with_trailer = (
+        b"POST / HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"1\r\na\r\n0\r\nX-Trailer: late\r\n\r\n"
+    )
+    with run_server(app) as server:
+        with server.connect() as client:
+            client.send(with_trailer + b"GET / HTTP/1.0\r\n\r\n")
+            client.read_response()
+            client.read_response()
+        with server.connect() as client:
+            client.send(request(headers={"X-Own": "1"}))
+            client.read_response()
+    assert seen[0]["headers"] == [(b"host", b"test"), (b"transfer-encoding", b"chunked")]
+    assert seen[1]["headers"] == []
+    assert seen[2]["headers"] == [(b"host", b"test"), (b"x-own", b"1")]
+    assert http1.NO_FIELDS == []
+    assert http1.NO_REQUESTS == []
 
 
 def test_server_address_is_one_tuple_per_listening_address() -> None:

@@ -50,6 +50,12 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 REQUEST_TASK_NAME = "hasten.http1.request"
 # llhttp's error once it has read a whole, valid HTTP/2 preface (HPE_PAUSED_H2_UPGRADE).
 _PAUSED_AT_HTTP2_PREFACE = "Pause on PRI/Upgrade"
+# What ``H1Connection.headers`` holds between requests; never appended to, since on_url,
+# the first callback of every head, gives each request a list of its own.
+NO_FIELDS: list[tuple[bytes, bytes]] = []
+# What ``H1Connection.pipeline`` holds while no request waits; on_headers_complete, which
+# queues every request, replaces it rather than append to it.
+NO_REQUESTS: list[RequestCycle] = []
 # llhttp's error for a well-formed version other than 0.9, 1.0, 1.1 and 2.0 (HTTP/1.2, 9.9).
 _UNSUPPORTED_VERSION = "Invalid HTTP version"
 
@@ -98,10 +104,11 @@ class H1Connection(asyncio.Protocol):
         self.cycle: RequestCycle | None = None
         self.body_cycle: RequestCycle | None = None
         # A list, not a deque: it rarely holds more than one request, and an empty deque
-        # costs ~700 bytes more on every idle keep-alive connection.
-        self.pipeline: list[RequestCycle] = []
+        # costs ~700 bytes more on every idle keep-alive connection. Empty, it is the
+        # shared NO_REQUESTS (a list of its own would cost 56 bytes more).
+        self.pipeline: list[RequestCycle] = NO_REQUESTS
         self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers: list[tuple[bytes, bytes]] = NO_FIELDS
         self.closing = False
         # Output waiting for the end of the loop turn (see write_at_turn_end): None while
         # the connection is not in state.turn_end, else what it holds (b"" for nothing).
@@ -300,15 +307,17 @@ class H1Connection(asyncio.Protocol):
             self.reading_head = True
             self.head_bytes = 0
             self.head_size = 0
+            self.headers = []
         self.url = url
         if len(url) > self.limits.max_request_line:
             # RFC 9112 §3: a target longer than the server parses gets 414.
             raise HTTPRequestError(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.body_cycle is not None:
+        if self.body_cycle is not None or not self.reading_head:
             # A trailer field: never merged into the request's header fields (RFC 9110
-            # §6.5.1), where it could change framing, Host or credentials.
+            # §6.5.1), where it could change framing, Host or credentials. (Nor is a field
+            # outside a head, which would land in the shared NO_FIELDS.)
             return
         headers = self.headers
         lowered = name.lower()
@@ -343,9 +352,10 @@ class H1Connection(asyncio.Protocol):
             raise HTTPRequestError(400, f"HTTP/{http_version} is not supported")
         url = self.url
         headers = self.headers
-        # The scope owns these now; an idle connection keeps no request's head alive.
+        # The scope owns these now; an idle connection keeps no request's head alive, nor
+        # an empty list for the next one (on_url makes it: 56 bytes per idle connection).
         self.url = b""
-        self.headers = []
+        self.headers = NO_FIELDS
         raw_path, query_string, path = known_target(url) or split_target(method, url)
         state = self.state
         root_path = state.root_path
@@ -397,7 +407,11 @@ class H1Connection(asyncio.Protocol):
         if self.cycle is not None or self.pipeline:
             # Pipelined behind a request still being answered: stop reading until it's done.
             self.flow.pause_reading(PAUSED_FOR_PIPELINE)
-        self.pipeline.append(cycle)
+        pipeline = self.pipeline
+        if pipeline is NO_REQUESTS:
+            self.pipeline = [cycle]
+        else:
+            pipeline.append(cycle)
 
     def on_body(self, body: bytes) -> None:
         budget = self.body_budget
@@ -481,6 +495,7 @@ class H1Connection(asyncio.Protocol):
                 task = cycle.task = loop.create_task(cycle.run())
             state.tasks.add(task)
         if not pipeline:
+            self.pipeline = NO_REQUESTS
             if self.flow.read_pause_reasons:
                 self.flow.resume_reading(PAUSED_FOR_PIPELINE)
             if self.pending_error and self.cycle is None:
