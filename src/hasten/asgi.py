@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http import HTTPStatus
-from typing import Any, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 from urllib.parse import unquote
 
 Scope = MutableMapping[str, Any]
@@ -14,7 +14,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
+ASGI_VERSION: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
 
 
 class ASGIVersions(TypedDict):
@@ -124,7 +124,9 @@ def _status_line(status: int) -> bytes:
 _STATUS_LINES: dict[int, bytes] = {int(status): _status_line(int(status)) for status in HTTPStatus}
 # Every final status an app may send, with its line: one lookup both checks and serialises
 # the status (after a type check: 200.0 would find 200's line).
-FINAL_STATUS_LINES: dict[int, bytes] = {status: _status_line(status) for status in range(200, 600)}
+FINAL_STATUS_LINES: Final[dict[int, bytes]] = {
+    status: _status_line(status) for status in range(200, 600)
+}
 
 
 def status_line(status: int) -> bytes:

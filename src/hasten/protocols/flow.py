@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 from hasten.asgi import ClientDisconnected
 
 # Request body bytes buffered ahead of the app before the socket stops being read.
-READ_HIGH_WATER = 64 * 1024
+READ_HIGH_WATER: Final = 64 * 1024
 
 
 class FlowControl:
@@ -71,9 +72,9 @@ class FlowControl:
                 waiter.set_result(None)
 
 
-PAUSED_FOR_BODY = 1
-PAUSED_FOR_PIPELINE = 2
-PAUSED_FOR_WRITES = 4
+PAUSED_FOR_BODY: Final = 1
+PAUSED_FOR_PIPELINE: Final = 2
+PAUSED_FOR_WRITES: Final = 4
 
 
 class ReadingFollowsWriting:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -22,24 +22,24 @@ from hasten.config import Config
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
 # in brackets or a reg-name (unreserved, pct-encoded, sub-delims). No userinfo, no path,
 # no whitespace.
-_is_valid_host = re.compile(
+_is_valid_host: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?"
 ).fullmatch
-_CHUNKED = b"chunked"
-_OWS = b" \t"
+_CHUNKED: Final = b"chunked"
+_OWS: Final = b" \t"
 # The fields check_fields reads; a request whose only one is a known valid Host has nothing
 # for it to find (the connection then skips the call).
-CHECKED_FIELDS = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
+CHECKED_FIELDS: Final = frozenset({b"host", b"transfer-encoding", b"content-length", b"expect"})
 # Host values already found valid. Requests repeat a handful of them, and a set lookup is
 # far cheaper than the regex; only valid values enter, and the set stays small.
-_known_valid_hosts: set[bytes] = set()
-_KNOWN_VALID_HOSTS_MAX = 256
+_known_valid_hosts: Final[set[bytes]] = set()
+_KNOWN_VALID_HOSTS_MAX: Final = 256
 # Origin-form targets already checked and split: target -> (raw path, query, decoded path).
 # Like hosts, requests repeat a handful of targets; long ones are not kept, so the cache
 # holds at most _KNOWN_TARGETS_MAX x _KNOWN_TARGET_MAX_LENGTH bytes of them.
-_known_targets: dict[bytes, tuple[bytes, bytes, str]] = {}
-_KNOWN_TARGETS_MAX = 1024
-_KNOWN_TARGET_MAX_LENGTH = 256
+_known_targets: Final[dict[bytes, tuple[bytes, bytes, str]]] = {}
+_KNOWN_TARGETS_MAX: Final = 1024
+_KNOWN_TARGET_MAX_LENGTH: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +102,8 @@ def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, str]:
     return split
 
 
-known_target = _known_targets.get
-known_valid_host = _known_valid_hosts.__contains__
+known_target: Final = _known_targets.get
+known_valid_host: Final = _known_valid_hosts.__contains__
 
 
 def check_request_target(method: bytes, target: bytes) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from hasten.asgi import (
     FINAL_STATUS_LINES,
@@ -30,20 +30,22 @@ from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
 if TYPE_CHECKING:
     from hasten.protocols.http1 import H1Connection
 
-CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_LAST_CHUNK: Final = b"0\r\n\r\n"
 # Bodies up to this size are copied next to the response head and sent in one write;
 # larger ones go out with writelines() so they are not copied.
-_COALESCE_LIMIT = 64 * 1024
-_CONTENT_LENGTH_VALUE = re.compile(rb"[0-9]{1,18}").fullmatch
-_NO_BODY_STATUSES = frozenset({204, 304})
+_COALESCE_LIMIT: Final = 64 * 1024
+_CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
 # Response fields the server reads rather than just copies.
-_FRAMING_FIELDS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Apps send the same few header pairs response after response: each pair is checked,
 # lowered and serialised once, then found here (name lowered, header line, whether it is
 # one of _FRAMING_FIELDS). Bounded by clearing.
-_known_header_lines: dict[tuple[bytes, bytes], tuple[bytes, bytes, bool]] = {}
-_KNOWN_HEADER_LINES_MAX = 4096
+_known_header_lines: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes, bool]]] = {}
+_KNOWN_HEADER_LINES_MAX: Final = 4096
+# Read on every response: Final, it is a C static in the compiled build, not a dict lookup.
+_FINAL_STATUS_LINES: Final = FINAL_STATUS_LINES
 
 
 class RequestCycle:
@@ -303,7 +305,7 @@ class RequestCycle:
 
     def _start_response(self, message: Message) -> None:
         status = message.get("status")
-        if type(status) is not int or (first_line := FINAL_STATUS_LINES.get(status)) is None:
+        if type(status) is not int or (first_line := _FINAL_STATUS_LINES.get(status)) is None:
             raise invalid_status_error(status)
         headers = message.get("headers", ())
         try:
@@ -473,7 +475,7 @@ def _header_line(header: Any) -> tuple[bytes, bytes, bool]:
 # At most this many connections wait for the end of a loop turn: past it, what they hold
 # leaves at once. 16 measured best with wrk -c64 and -c1000 (hello, FastAPI json); a
 # batch of any size wakes a sleeping peer once.
-TURN_END_BATCH = 16
+TURN_END_BATCH: Final = 16
 
 
 def end_turn(turn_end: list[H1Connection]) -> None:
