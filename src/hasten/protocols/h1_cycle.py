@@ -232,13 +232,16 @@ class RequestCycle:
         """The ASGI ``send``: validate the message, then serialise it onto the transport."""
         if self.disconnected:
             raise ClientDisconnected("the client disconnected")
-        message_type = message.get("type")
+        # ASGI messages are dicts. Compiled, reading a ``dict`` is a primitive and reading a
+        # Mapping a method call (~100 instructions more per read, a dozen per response).
+        fields: dict[str, Any] = message if type(message) is dict else dict(message)
+        message_type = fields.get("type")
         if not self.response_started:
             if message_type != "http.response.start":
                 raise RuntimeError(
                     f"Expected ASGI message 'http.response.start', but got {message_type!r}."
                 )
-            self._start_response(message)
+            self._start_response(fields)
             return
         if self.response_complete:
             raise RuntimeError(f"Unexpected ASGI message {message_type!r} after the response.")
@@ -246,8 +249,8 @@ class RequestCycle:
             raise RuntimeError(
                 f"Expected ASGI message 'http.response.body', but got {message_type!r}."
             )
-        body = message.get("body", b"")
-        more_body = message.get("more_body", False)
+        body = fields.get("body", b"")
+        more_body = fields.get("more_body", False)
         if type(body) is not bytes:
             if not isinstance(body, (bytes, bytearray, memoryview)):
                 raise RuntimeError(f"Response body must be bytes, got {type(body).__name__}.")
@@ -303,7 +306,7 @@ class RequestCycle:
 
     # -- serialisation ----------------------------------------------------------------------
 
-    def _start_response(self, message: Message) -> None:
+    def _start_response(self, message: dict[str, Any]) -> None:
         status = message.get("status")
         if type(status) is not int or (first_line := _FINAL_STATUS_LINES.get(status)) is None:
             raise invalid_status_error(status)
