@@ -88,6 +88,7 @@ class H1Connection(asyncio.Protocol):
         "cycle",
         "flow",
         "head_bytes",
+        "head_data",
         "head_size",
         "head_started",
         "headers",
@@ -108,7 +109,6 @@ class H1Connection(asyncio.Protocol):
         "tls_extension",
         "transport",
         "url",
-        "version_read",
         "write_stalled_since",
     )
 
@@ -144,7 +144,7 @@ class H1Connection(asyncio.Protocol):
         self.received = False
         self.stalled_since = 0.0
         self.write_stalled_since = 0.0
-        self.version_read: str | None = None
+        self.head_data: bytes | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -204,10 +204,8 @@ class H1Connection(asyncio.Protocol):
         if self.reading_head:
             self.head_bytes += len(data)
         elif self.body_cycle is None:
-            # No request line has ended since the last message: the first line of ``data``
-            # ends the next one, whose version is read here. httptools' get_http_version()
-            # formats a new string on every call, 5% of a small request.
-            self.version_read = request_line_version(data)
+            # Between messages: a request line may start here (see request_line_version).
+            self.head_data = data
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -364,13 +362,16 @@ class H1Connection(asyncio.Protocol):
             # An origin server is not a tunnel (RFC 9110 §9.3.6): refuse, and never read
             # what follows as HTTP.
             raise HTTPRequestError(501, "CONNECT is not supported")
-        http_version = self.version_read or parser.get_http_version()
-        self.version_read = None  # it was this request's; a pipelined one reads its own
+        url = self.url
+        head_data = self.head_data
+        self.head_data = None  # this request's; a pipelined one asks httptools
+        http_version = (
+            head_data is not None and request_line_version(head_data, method, url)
+        ) or parser.get_http_version()
         if http_version not in {"1.1", "1.0"}:
             if http_version[0] >= "2":
                 raise HTTPRequestError(505, f"HTTP/{http_version} is not supported")
             raise HTTPRequestError(400, f"HTTP/{http_version} is not supported")
-        url = self.url
         headers = self.headers
         # The scope owns these now; an idle connection keeps no request's head alive, nor
         # an empty list for the next one (on_url makes it: 56 bytes per idle connection).
@@ -644,20 +645,22 @@ class H1Connection(asyncio.Protocol):
             self.reject(408)
 
 
-def request_line_version(data: bytes) -> str | None:
-    """The HTTP version ending the first line of ``data``, if it is 1.1 or 1.0.
+def request_line_version(data: bytes, method: bytes, target: bytes) -> str | None:
+    """The version of a request whose line starts ``data``, if it is 1.1 or 1.0 and the line
+    is written the usual way: ``method SP target SP version CRLF``.
 
-    Only a hint: llhttp still parses the line, and a request it accepts has exactly these
-    bytes before the line's CRLF. The first LF is searched for, not CRLF, so that a bare LF
-    (which llhttp refuses) cannot make a later line pass for the request line.
+    httptools' get_http_version() formats a new string on every call, 5% of a small request;
+    this reads the version from the bytes llhttp has accepted. Where the line is written
+    otherwise (leading empty lines, more than one space, a method split across reads), the
+    bytes at the expected place are not " HTTP/1.x CRLF" and the caller asks httptools.
     """
-    line_end = data.find(b"\n")
-    if line_end < 10:
+    end = len(method) + len(target) + 12  # "method SP target" and " HTTP/1.x\r\n"
+    if data[: len(method)] != method or len(data) < end:
         return None
-    ending = data[line_end - 10 : line_end]
-    if ending == b" HTTP/1.1\r":
+    ending = data[end - 11 : end]
+    if ending == b" HTTP/1.1\r\n":
         return "1.1"
-    if ending == b" HTTP/1.0\r":
+    if ending == b" HTTP/1.0\r\n":
         return "1.0"
     return None
 
