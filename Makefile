@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 4
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck pytest pytest-compiled test-tools test-all clean
+.PHONY: run test lint typecheck pytest test-tools test-all clean
 
 $(VENV)/.run-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.run-installed
 run: $(VENV)/.run-installed  ## serve examples/app.py on http://127.0.0.1:8000
 	$(BIN)/hasten app:app --app-dir examples --host 127.0.0.1 --port 8000
 
-test: lint typecheck pytest pytest-compiled  ## ruff, mypy --strict, pytest (both builds)
+test: lint typecheck pytest pytest-wheel  ## ruff, mypy --strict, pytest (editable, then the wheel)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests examples hatch_build.py
@@ -32,28 +32,37 @@ typecheck: $(VENV)/.dev-installed
 pytest: $(VENV)/.dev-installed test-tools  ## the suite on the editable, pure-Python install
 	EXPECTED_BUILD=pure $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-# The suite again, on what users install: a wheel whose protocol modules mypyc compiled
-# (hatch_build.py). Its own venv, where hasten is rebuilt whenever a source file changes;
-# the dependencies come with a quick pure-Python build, then the compiled one replaces it.
-COMPILED_VENV ?= .venv-compiled
-HASTEN_SOURCES := $(shell find src -name '*.py') hatch_build.py pyproject.toml
+# -- The wheel users install ---------------------------------------------------------------
+# `pip install .` builds a wheel in an isolated environment (hatch_build.py compiles the
+# protocol modules with mypyc) and resolves hasten's dependencies from the wheel's metadata.
+# pytest-wheel does exactly that into a fresh venv and runs the suite there. The wheel and
+# its venv are keyed by a digest of what goes into the build, so an unchanged tree reuses them.
+PY_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+WHEEL_INPUTS := $(sort $(shell find src -name '*.py' -o -name py.typed) \
+	hatch_build.py pyproject.toml README.md)
+WHEEL_KEY := $(shell sha256sum $(WHEEL_INPUTS) | sha256sum | cut -c1-16)
+WHEEL_DIR = .wheels/$(PY_VERSION)-$(WHEEL_KEY)
+WHEEL = $(WHEEL_DIR)/hasten-*.whl
+WHEEL_VENV = .venv-wheel-$(PY_VERSION)
 
-$(COMPILED_VENV)/.deps-installed: pyproject.toml
-	$(PYTHON) -m venv $(COMPILED_VENV)
-	$(COMPILED_VENV)/bin/python -m pip install --quiet --upgrade pip
-	HASTEN_COMPILE=never $(COMPILED_VENV)/bin/python -m pip install --quiet '.[dev]'
+.PHONY: wheel pytest-wheel
+
+$(WHEEL_DIR)/.built:
+	rm -rf .wheels/$(PY_VERSION)-*
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir $(WHEEL_DIR) .
 	touch $@
 
-# $(call install_compiled,VENV): replace VENV's hasten with the compiled wheel.
-install_compiled = HASTEN_COMPILE=always $(1)/bin/python -m pip install --quiet \
-	--force-reinstall --no-deps .
+wheel: $(WHEEL_DIR)/.built  ## build the wheel `pip install .` would (in .wheels/)
 
-$(COMPILED_VENV)/.compiled-installed: $(COMPILED_VENV)/.deps-installed $(HASTEN_SOURCES)
-	$(call install_compiled,$(COMPILED_VENV))
+$(WHEEL_VENV)/.installed-$(WHEEL_KEY): $(WHEEL_DIR)/.built
+	rm -rf $(WHEEL_VENV)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet $(WHEEL)
+	$(WHEEL_VENV)/bin/python -m pip install --quiet "$$(echo $(WHEEL))[dev]"
 	touch $@
 
-pytest-compiled: $(COMPILED_VENV)/.compiled-installed test-tools  ## the suite on the compiled wheel
-	EXPECTED_BUILD=compiled $(COMPILED_VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+pytest-wheel: $(WHEEL_VENV)/.installed-$(WHEEL_KEY) test-tools  ## the suite on the installed wheel
+	EXPECTED_BUILD=compiled $(WHEEL_VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The Debian tools the tests drive (curl, h2load, chromium), installed once before pytest
 # starts its workers: several workers running apt-get at once fail on dpkg's lock.
@@ -67,10 +76,11 @@ test-tools:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
 	    install -y -qq $$missing; }
 
-# The suite on every CPython >= 3.11 this machine has (on PATH or under pyenv). A pyenv shim
-# for a version that is installed but not selected exists on PATH and fails when run, so
-# every candidate is tried before it is used. Every version runs; the failed ones are listed.
-test-all:
+# The suite on the installed wheel on every CPython >= 3.11 this machine has (on PATH or
+# under pyenv), each in its own .venv-wheel-3.x. A pyenv shim for a version that is installed
+# but not selected exists on PATH and fails when run, so every candidate is tried before it
+# is used. Every version runs; the failed ones are listed.
+test-all: lint typecheck
 	@found=0; failed=""; \
 	for v in 3.11 3.12 3.13 3.14; do \
 	  py=""; \
@@ -81,43 +91,45 @@ test-all:
 	  done; \
 	  [ -n "$$py" ] || continue; found=1; \
 	  echo "== CPython $$v ($$py)"; \
-	  $(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$v || failed="$$failed $$v"; \
+	  $(MAKE) --no-print-directory pytest-wheel PYTHON=$$py || failed="$$failed $$v"; \
 	done; \
 	[ $$found = 1 ] || { echo "no CPython >= 3.11 found"; exit 1; }; \
 	[ -z "$$failed" ] || { echo "FAILED on CPython$$failed"; exit 1; }
 
 clean:
-	rm -rf .venv .venv-3.* $(COMPILED_VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-wheel-* .wheels .mypy_cache .pytest_cache .ruff_cache
 
 # -- Benchmarks (bench/): hasten vs uvicorn vs granian --------------------------------------
 # The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
 BENCH_VENV ?= .venv-bench
-BENCH_PYTHON ?= $(PYTHON)
 
 .PHONY: bench bench-tools bench-profile
 
-$(BENCH_VENV)/.bench-installed: pyproject.toml bench/requirements.txt
-	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+$(BENCH_VENV)/.bench-installed: bench/requirements.txt
+	rm -rf $(BENCH_VENV)
+	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
-	HASTEN_COMPILE=never $(BENCH_VENV)/bin/python -m pip install --quiet . -r bench/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
 	-$(BENCH_VENV)/bin/python -m pip install --quiet hypercorn  # h2 peer, only if it installs
 	touch $@
 
-# hasten is measured as users install it: the compiled wheel, rebuilt when a source changes.
-$(BENCH_VENV)/.hasten-installed: $(BENCH_VENV)/.bench-installed $(HASTEN_SOURCES)
-	$(call install_compiled,$(BENCH_VENV))
-	touch $@
+# hasten is measured as users install it: the wheel `pip install .` builds, reinstalled
+# whenever it changes; its dependencies come from its metadata.
+$(BENCH_VENV)/.hasten-$(WHEEL_KEY): $(BENCH_VENV)/.bench-installed $(WHEEL_DIR)/.built
+	$(BENCH_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps $(WHEEL)
+	$(BENCH_VENV)/bin/python -m pip install --quiet $(WHEEL)
+	rm -f $(BENCH_VENV)/.hasten-* && touch $@
 
 bench-tools:
 	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client; }
 
-bench: bench-tools $(BENCH_VENV)/.hasten-installed  ## side-by-side benchmark (QUICK=1: < 3 min)
+bench: bench-tools $(BENCH_VENV)/.hasten-$(WHEEL_KEY)  ## side-by-side benchmark (QUICK=1: < 3 min)
 	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
 
 # The profile runs hasten from its Python source (PYTHONPATH=src): py-spy sees no function
 # inside a compiled module, and the source is what one optimises.
-bench-profile: bench-tools $(BENCH_VENV)/.hasten-installed  ## py-spy profile of hasten under hello load
+bench-profile: bench-tools $(BENCH_VENV)/.hasten-$(WHEEL_KEY)  ## py-spy profile of hasten under hello load
 	PYTHONPATH=$(CURDIR)/src $(BENCH_VENV)/bin/python -m bench.profile
 
 # -- Fuzzing (tests/fuzz/): the property-based HTTP/1.1 tests, with many more examples ------

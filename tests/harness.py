@@ -279,16 +279,23 @@ def hasten_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "hasten", *args]
 
 
+def console_script(name: str) -> str:
+    """The path of an installed command (``hasten``, ``gunicorn``) of the Python under test."""
+    return str(Path(sys.executable).with_name(name))
+
+
 def spawn_hasten(
     *args: str,
     cwd: Path | str | None = None,
     env: dict[str, str] | None = None,
     wait_listening: bool = True,
+    program: list[str] | None = None,
 ) -> HastenProcess:
-    """Start ``python -m hasten ARGS``; by default wait until it listens and note its port."""
+    """Start ``python -m hasten ARGS`` (or ``program ARGS``); by default wait until it
+    listens and note its port."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(
-        hasten_command(*args),
+        [*program, *args] if program is not None else hasten_command(*args),
         cwd=cwd or APPS_DIR,
         env=full_env,
         stdout=subprocess.PIPE,

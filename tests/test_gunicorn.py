@@ -46,11 +46,13 @@ class Gunicorn:
 
 
 @contextlib.contextmanager
-def gunicorn(*args: str, worker: str = "hasten.workers.HastenWorker") -> Iterator[Gunicorn]:
+def gunicorn(
+    *args: str, worker: str = "hasten.workers.HastenWorker", program: str | None = None
+) -> Iterator[Gunicorn]:
+    """Run gunicorn (``python -m gunicorn``, or the command ``program``) with hasten's
+    worker on a free port until the block ends."""
     command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
+        *([program] if program is not None else [sys.executable, "-m", "gunicorn"]),
         "-k",
         worker,
         "-b",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import sys
 import types
 import typing
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import click
@@ -57,10 +59,19 @@ def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any]
     )
 
 
+def _build_description() -> str:
+    """Which build runs; a compiled one names the digest of its generated C (the wheel's
+    ``hasten/build.json``), so two installs can be told apart or matched."""
+    if not hasten.compiled():
+        return "pure Python"
+    info = json.loads(resources.files(hasten).joinpath("build.json").read_text())
+    return f"compiled, build {info['c_digest'][:12]}"
+
+
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    build = "compiled" if hasten.compiled() else "pure Python"
+    build = _build_description()
     click.echo(
         f"hasten {hasten.__version__} ({build}) with {platform.python_implementation()} "
         f"{platform.python_version()} on {platform.system()}"
