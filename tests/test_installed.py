@@ -4,7 +4,6 @@ wheel run), each driven by a real client."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 import trustme
 from websockets.asyncio.client import connect
 
-from tests.harness import HastenProcess, console_script, hasten_process
+from tests.harness import HastenProcess, console_script, hasten_process, run_client
 from tests.protocols.h2client import H2Client
 from tests.protocols.test_websocket_h2 import open_websocket
 from tests.test_gunicorn import gunicorn
@@ -87,7 +86,7 @@ def test_websocket_over_http11(plain: HastenProcess) -> None:
             await websocket.send("over HTTP/1.1")
             return await websocket.recv()
 
-    assert asyncio.run(echo()) == "over HTTP/1.1"
+    assert run_client(echo()) == "over HTTP/1.1"
 
 
 def test_websocket_over_http2(plain: HastenProcess) -> None:
