@@ -37,6 +37,7 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     summary["query_string"] = scope["query_string"].decode()
     summary["headers"] = [[name.decode(), value.decode()] for name, value in scope["headers"]]
     summary["extensions"] = sorted(scope["extensions"])
+    summary["asgi"] = scope["asgi"]
     summary["body_length"] = len(body)
     summary["body_head"] = body[:16].decode("latin-1")
     payload = json.dumps(summary).encode()
@@ -147,6 +148,12 @@ def test_scope_advertises_trailers_and_early_hints() -> None:
     extensions = body_json(response)["extensions"]
     assert "http.response.trailers" in extensions
     assert "http.response.early_hint" in extensions
+
+
+def test_scope_declares_asgi_http_spec_2_5() -> None:
+    with run_server(echo_app) as server, H2Client(server.host, server.port).start() as client:
+        response = client.response(client.request("/"))
+    assert body_json(response)["asgi"] == {"version": "3.0", "spec_version": "2.5"}
 
 
 def test_percent_encoded_path_is_decoded_and_root_path_prefixed() -> None:

@@ -71,7 +71,7 @@ def test_websocket_scope() -> None:
     assert "websocket.http.response" in scope["extensions"]
     assert (b"sec-websocket-key" in dict(scope["headers"])) is True
     assert scope["client"][0] == "127.0.0.1"
-    assert scope["asgi"]["version"] == "3.0"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
 
 
 def test_accept_with_subprotocol_and_extra_headers() -> None:

@@ -195,6 +195,7 @@ async def scope_reporter(scope: Any, receive: Any, send: Any) -> None:
         ",".join(subprotocols),
         "websocket.http.response" in scope["extensions"],
         "method" in scope,
+        scope["asgi"]["spec_version"],
     ]
     await send({"type": "websocket.send", "text": repr(summary)})
     await receive()
@@ -217,7 +218,7 @@ def test_scope_is_a_websocket_scope_over_http2() -> None:
         assert websocket.response.header(b"date") is not None
         assert websocket.response.header(b"sec-websocket-accept") is None
         summary = websocket.receive_message()
-    assert summary == repr(["2", "ws", "/ws", "room=1", "chat,superchat", True, False])
+    assert summary == repr(["2", "ws", "/ws", "room=1", "chat,superchat", True, False, "2.5"])
 
 
 def test_text_and_binary_messages_echo_both_ways() -> None:
@@ -538,4 +539,4 @@ def test_websocket_over_tls_has_scheme_wss(certificate: tuple[Path, ssl.SSLConte
         with H2Client(server.host, server.port, sock=sock).start() as client:
             websocket = open_websocket(client, scheme="https")
             summary = websocket.receive_message()
-    assert summary == repr(["2", "wss", "/ws", "", "", True, False])
+    assert summary == repr(["2", "wss", "/ws", "", "", True, False, "2.5"])
