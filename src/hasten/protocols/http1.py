@@ -87,6 +87,7 @@ class H1Connection(asyncio.Protocol):
         "closing",
         "cycle",
         "flow",
+        "fresh",
         "head_bytes",
         "head_data",
         "head_size",
@@ -145,6 +146,8 @@ class H1Connection(asyncio.Protocol):
         self.stalled_since = 0.0
         self.write_stalled_since = 0.0
         self.head_data: bytes | None = None
+        # No request head has been read yet: only now may the HTTP/2 preface arrive.
+        self.fresh = True
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -236,7 +239,9 @@ class H1Connection(asyncio.Protocol):
         """HTTP/2 with prior knowledge (RFC 9113 §3.3): llhttp stops with an error at the
         end of the connection preface; if it opened the connection, HTTP/2 takes over."""
         handler = self.state.http2_preface_handler
-        if handler is None or self.cycle is not None or self.pipeline:
+        if handler is None or not self.fresh:
+            # RFC 9113 §3.3: the preface opens the connection; after a request it is a
+            # malformed HTTP/1.1 request (400), never a switch.
             return False
         if str(exc) != _PAUSED_AT_HTTP2_PREFACE:
             return False
@@ -354,6 +359,7 @@ class H1Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self.head_started = 0.0
+        self.fresh = False
         if self.priming_parser:
             return
         parser = self.parser
