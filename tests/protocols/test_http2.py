@@ -17,6 +17,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from tests.harness import run_server
+from tests.protocols.context_app import context_reporter
 from tests.protocols.h2client import H2Client, ensure_h2load, parse_frames
 
 
@@ -154,6 +155,17 @@ def test_scope_declares_asgi_http_spec_2_5() -> None:
     with run_server(echo_app) as server, H2Client(server.host, server.port).start() as client:
         response = client.response(client.request("/"))
     assert body_json(response)["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+
+
+def test_streams_do_not_inherit_another_streams_context() -> None:
+    with (
+        run_server(context_reporter) as server,
+        H2Client(server.host, server.port).start() as client,
+    ):
+        bodies = [client.response(client.request(path)).body for path in ("/a", "/b")]
+        concurrent = [client.request(path) for path in ("/c", "/d", "/e")]
+        bodies += [client.response(stream_id).body for stream_id in concurrent]
+    assert bodies == [b"nothing"] * 5
 
 
 def test_percent_encoded_path_is_decoded_and_root_path_prefixed() -> None:

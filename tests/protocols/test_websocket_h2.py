@@ -24,6 +24,7 @@ from websockets.protocol import OPEN
 from websockets.uri import parse_uri
 
 from tests.harness import run_server
+from tests.protocols.context_app import context_reporter
 from tests.protocols.h2client import H2Client, H2Response
 from tests.protocols.ws_support import Recorder, echo, frame, wait_until
 
@@ -219,6 +220,12 @@ def test_scope_is_a_websocket_scope_over_http2() -> None:
         assert websocket.response.header(b"sec-websocket-accept") is None
         summary = websocket.receive_message()
     assert summary == repr(["2", "ws", "/ws", "room=1", "chat,superchat", True, False, "2.5"])
+
+
+def test_websocket_stream_does_not_inherit_another_streams_context() -> None:
+    with run_server(context_reporter) as server, h2_client(server) as client:
+        assert client.response(client.request("/http")).body == b"nothing"
+        assert open_websocket(client).receive_message() == "nothing"
 
 
 def test_text_and_binary_messages_echo_both_ways() -> None:

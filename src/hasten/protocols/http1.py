@@ -512,9 +512,15 @@ class H1Connection(asyncio.Protocol):
                 # A named Task rather than loop.create_task(): every unnamed task gets a
                 # "Task-<n>" string formatted for it (uvloop names a task only after making
                 # it), which cost 3% of a small request. A factory the app set is honoured.
-                task = cycle.task = _Task(cycle.run(), loop=loop, name=REQUEST_TASK_NAME)
+                # Explicit context: a pipelined request starts from the previous one's task.
+                task = cycle.task = _Task(
+                    cycle.run(),
+                    loop=loop,
+                    name=REQUEST_TASK_NAME,
+                    context=state.base_context.copy(),
+                )
             else:
-                task = cycle.task = loop.create_task(cycle.run())
+                task = cycle.task = loop.create_task(cycle.run(), context=state.base_context.copy())
             state.tasks.add(task)
         if not pipeline:
             self.pipeline = NO_REQUESTS
