@@ -121,6 +121,19 @@ async def stateful_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def test_lifespan_scope_declares_lifespan_spec_2_0() -> None:
+    seen: list[dict[str, str]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            seen.append(scope["asgi"])
+        await stateful_app(scope, receive, send)
+
+    with run_server(app, lifespan="on"):
+        pass
+    assert seen == [{"version": "3.0", "spec_version": "2.0"}]
+
+
 def test_startup_state_is_visible_in_request_scopes() -> None:
     with run_server(stateful_app, lifespan="on") as server, server.connect() as client:
         client.send(request())

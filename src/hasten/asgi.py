@@ -14,7 +14,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ASGI_VERSION: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.4"}
+# The HTTP and WebSocket spec version (2.5: the ``reason`` of ``websocket.disconnect``).
+ASGI_VERSION: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.5"}
+# The lifespan spec is versioned on its own, and 2.0 is its latest.
+LIFESPAN_ASGI_VERSION: Final[dict[str, str]] = {"version": "3.0", "spec_version": "2.0"}
 
 
 class ASGIVersions(TypedDict):

@@ -139,13 +139,16 @@ class Config:
         8190, "HTTP/1.1: longest request target, in bytes; a longer one gets 414."
     )
     limit_request_fields: int = setting(
-        100, "HTTP/1.1: most header fields in a request; more get 431."
+        100, "HTTP/1.1: most header fields in a request head, or trailer fields; more get 431."
     )
     limit_request_field_size: int = setting(
-        8190, "HTTP/1.1: largest header field (name and value), in bytes; larger gets 431."
+        8190,
+        "HTTP/1.1: largest header or trailer field (name and value), in bytes; larger gets 431.",
     )
     limit_request_headers_size: int = setting(
-        65536, "HTTP/1.1: largest request head (target and all fields), in bytes; larger gets 431."
+        65536,
+        "HTTP/1.1: largest request head (target and all fields), or trailer section, in bytes; "
+        "larger gets 431.",
     )
     limit_request_body: int | None = setting(
         None,
@@ -169,8 +172,9 @@ class Config:
     )
     timeout_request_header: float = setting(
         30.0,
-        "HTTP/1.1: answer 408 and close when a request head is not complete this many seconds "
-        "after it began (slowloris); the clock is not reset by each byte.",
+        "HTTP/1.1: answer 408 and close when a request head (or a chunked body's trailer "
+        "section) is not complete this many seconds after it began (slowloris); the clock is "
+        "not reset by each byte.",
     )
     timeout_request_body: float = setting(
         60.0,

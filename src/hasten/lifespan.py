@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hasten.asgi import ASGI_VERSION, ASGIApplication, LifespanScope, Message
+from hasten.asgi import LIFESPAN_ASGI_VERSION, ASGIApplication, LifespanScope, Message
 from hasten.config import LifespanMode
 from hasten.logs import error_logger
 
@@ -57,7 +57,11 @@ class Lifespan:
             error_logger.info("Application shutdown complete.")
 
     async def _run(self) -> None:
-        scope: LifespanScope = {"type": "lifespan", "asgi": dict(ASGI_VERSION), "state": self.state}  # type: ignore[typeddict-item]
+        scope: LifespanScope = {
+            "type": "lifespan",
+            "asgi": dict(LIFESPAN_ASGI_VERSION),  # type: ignore[typeddict-item]
+            "state": self.state,
+        }
         try:
             await self.app(scope, self._receive, self._send)  # type: ignore[arg-type]
         except asyncio.CancelledError:

@@ -4,6 +4,7 @@ the registries of open connections and running app tasks."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
@@ -43,6 +44,7 @@ class ServerState:
     __slots__ = (
         "access_log",
         "app",
+        "base_context",
         "connections",
         "date_header",
         "default_header_names",
@@ -73,6 +75,8 @@ class ServerState:
     ) -> None:
         self.app = app
         self.loop = loop
+        # App tasks run in a copy of this, never of the task that happened to start them.
+        self.base_context = contextvars.copy_context()
         self.connections: set[ServedConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         # HTTP/1.1 connections with output held for the end of the loop turn (held-back

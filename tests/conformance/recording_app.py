@@ -24,7 +24,8 @@ class RecordingApp:
     """Reads the whole body, records the request, answers 200 with ``METHOD path``.
 
     The path ``/header-from-path`` copies the query string, percent-decoded, into a
-    response header (the pattern behind response-splitting bugs).
+    response header (the pattern behind response-splitting bugs); ``/answer-early`` answers
+    before reading any of the body.
     """
 
     requests: list[SeenRequest] = field(default_factory=list)
@@ -40,6 +41,10 @@ class RecordingApp:
             list(scope["headers"]),
         )
         self.requests.append(seen)
+        if scope["path"] == "/answer-early":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"early"})
+            return
         while True:
             message = await receive()
             if message["type"] != "http.request":

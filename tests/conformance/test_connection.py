@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conformance.recording_app import RecordingApp
-from tests.conformance.wire import HOST, assert_refused, assert_still_serving
+from tests.conformance.wire import HOST, assert_refused, assert_still_serving, send_all
 from tests.harness import RunningServer, run_server
 
 Served = tuple[RunningServer, RecordingApp]
@@ -61,6 +61,30 @@ def test_half_closed_client_still_gets_its_response(served: Served) -> None:
         assert response.body == b"POST /half"
         assert client.is_closed()
     assert app.requests[0].body == b"hi"
+
+
+@pytest.fixture(scope="module")
+def auto_server() -> Iterator[Served]:
+    app = RecordingApp()
+    with run_server(app, http="auto") as server:
+        yield server, app
+
+
+def test_http2_preface_after_a_request_gets_400_and_close(auto_server: Served) -> None:
+    server, app = auto_server
+    app.requests.clear()
+    with server.connect() as client:
+        client.send(b"GET /first HTTP/1.1\r\n" + HOST + b"\r\n")
+        assert client.read_response().status == 200
+        # RFC 9113 §3.3: only the first bytes of a connection may be the preface.
+        send_all(client, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        response = client.read_response()
+        assert response.status == 400
+        assert response.header("connection") == "close"
+        assert client.is_closed()
+        assert client.buffer == b""
+    assert app.paths() == ["/first"]
+    assert_still_serving(server, app)
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,83 @@ def test_unfinished_field_is_refused_once_the_head_passes_its_limit(served: Serv
     assert_still_serving(server, app)
 
 
+def send_until_answered(client: RawClient, pieces: Iterator[bytes]) -> int:
+    """Send ``pieces`` until the server answers (or closes); how many bytes were sent."""
+    sent = 0
+    for piece in pieces:
+        send_all(client, piece)
+        sent += len(piece)
+        client.sock.settimeout(0.05)
+        with contextlib.suppress(TimeoutError):
+            if not client._fill() or client.buffer:
+                break
+    client.sock.settimeout(5)
+    return sent
+
+
+def endless_field() -> Iterator[bytes]:
+    """A field value of 2 MiB at most, in pieces that double from 1 KiB."""
+    return (b"v" * (1024 << n) for n in range(11))
+
+
+CHUNKED_HEAD = b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+def test_endless_trailer_field_gets_431_and_close(served: Served) -> None:
+    server, app = served
+    with server.connect() as client:
+        client.send(b"POST / HTTP/1.1\r\n" + HOST + CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nX: ")
+        sent = send_until_answered(client, endless_field())
+        send_all(client, b"\r\n\r\n")
+        response = client.read_response()
+        assert response.status == 431
+        assert response.header("connection") == "close"
+        assert client.is_closed()
+        assert sent < 64 * 1024  # RFC 9112 §7.1.2: bounded like the head
+    assert app.paths() == ["/"]
+    assert not app.requests[0].body_complete
+    assert_still_serving(server, app)
+
+
+def test_endless_trailer_field_after_an_early_answer_closes_the_connection(
+    served: Served,
+) -> None:
+    server, app = served
+    with server.connect() as client:
+        client.send(b"POST /answer-early HTTP/1.1\r\n" + HOST + CHUNKED_HEAD + b"5\r\nhello\r\n")
+        response = client.read_response()
+        assert (response.status, response.body) == (200, b"early")
+        client.send(b"0\r\nX: ")
+        sent = send_until_answered(client, endless_field())
+        send_all(client, b"\r\n\r\n")
+        # The answer is out: a second one would answer a request the client never sent.
+        assert client.is_closed()
+        assert client.buffer == b""
+        assert sent < 64 * 1024
+    assert_still_serving(server, app)
+
+
+def test_too_many_trailer_fields_get_431(served: Served) -> None:
+    fields = b"".join(b"X-%d: v\r\n" % n for n in range(11))
+    data = b"POST / HTTP/1.1\r\n" + HOST + CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n" + fields + b"\r\n"
+    assert_refused(*served, data, 431, body_refused=True)
+
+
+def test_oversized_trailer_field_gets_431(served: Served) -> None:
+    trailer = b"X-Big: " + b"v" * 200 + b"\r\n\r\n"
+    data = b"POST / HTTP/1.1\r\n" + HOST + CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n" + trailer
+    assert_refused(*served, data, 431, body_refused=True)
+
+
+def test_trailer_within_the_limits_is_accepted(served: Served) -> None:
+    server, app = served
+    fields = b"".join(b"X-%d: %s\r\n" % (n, b"v" * 90) for n in range(10))
+    data = b"POST / HTTP/1.1\r\n" + HOST + CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n" + fields + b"\r\n"
+    [response] = exchange(server, data, 1)
+    assert response.status == 200
+    assert app.requests[0].body == b"hello"
+
+
 def test_content_length_over_the_body_limit_gets_413_before_the_body(served: Served) -> None:
     server, app = served
     with server.connect() as client:
@@ -165,6 +242,21 @@ def test_slow_head_gets_408_though_bytes_keep_arriving(served: Served) -> None:
         assert time.monotonic() - started < 3
         assert client.is_closed()
     assert app.requests == []
+    assert_still_serving(server, app)
+
+
+def test_slow_trailer_gets_408_though_bytes_keep_arriving(served: Served) -> None:
+    server, app = served
+    with server.connect(timeout=5) as client:
+        client.send(b"POST / HTTP/1.1\r\n" + HOST + CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nX: ")
+        started = time.monotonic()
+        # A byte every 0.05 s for 4 s: each restarts the body's clock, not the head's.
+        send_until_answered(client, (b"v" for _ in range(80)))
+        response = client.read_response()
+        assert response.status == 408
+        assert time.monotonic() - started < 3
+        assert client.is_closed()
+    assert app.paths() == ["/"]
     assert_still_serving(server, app)
 
 

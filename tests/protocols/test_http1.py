@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.harness import request, run_server
+from tests.protocols.context_app import context_reporter
 from tests.protocols.http1_apps import (
     echo_body,
     echo_path,
@@ -721,6 +722,15 @@ def test_each_request_runs_in_its_own_named_task_and_context(loop: str) -> None:
         ("hasten.http1.request", "unset"),
         ("hasten.http1.request", "unset"),
     ]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_pipelined_requests_do_not_inherit_the_previous_requests_context(loop: str) -> None:
+    # Each request after the first starts from the task of the one before it.
+    with run_server(context_reporter, loop=loop) as server, server.connect() as client:
+        client.send(b"".join(request(path=path) for path in ("/a", "/b", "/c")))
+        bodies = [client.read_response().body for _ in range(3)]
+    assert bodies == [b"nothing"] * 3
 
 
 @pytest.mark.parametrize("loop", LOOPS)

@@ -1,4 +1,4 @@
-"""The HTTP scope an app receives, per ASGI spec 2.4, checked through a real server."""
+"""The HTTP scope an app receives, per ASGI spec 2.5, checked through a real server."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def scope_of(raw: bytes, **settings: Any) -> dict[str, Any]:
 def test_scope_has_type_asgi_versions_and_http_version() -> None:
     scope = scope_of(request())
     assert scope["type"] == "http"
-    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     assert scope["http_version"] == "1.1"
     assert scope["scheme"] == "http"
     assert scope["extensions"] == {}

@@ -17,6 +17,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from tests.harness import run_server
+from tests.protocols.context_app import context_reporter
 from tests.protocols.h2client import H2Client, ensure_h2load, parse_frames
 
 
@@ -37,6 +38,7 @@ async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     summary["query_string"] = scope["query_string"].decode()
     summary["headers"] = [[name.decode(), value.decode()] for name, value in scope["headers"]]
     summary["extensions"] = sorted(scope["extensions"])
+    summary["asgi"] = scope["asgi"]
     summary["body_length"] = len(body)
     summary["body_head"] = body[:16].decode("latin-1")
     payload = json.dumps(summary).encode()
@@ -147,6 +149,23 @@ def test_scope_advertises_trailers_and_early_hints() -> None:
     extensions = body_json(response)["extensions"]
     assert "http.response.trailers" in extensions
     assert "http.response.early_hint" in extensions
+
+
+def test_scope_declares_asgi_http_spec_2_5() -> None:
+    with run_server(echo_app) as server, H2Client(server.host, server.port).start() as client:
+        response = client.response(client.request("/"))
+    assert body_json(response)["asgi"] == {"version": "3.0", "spec_version": "2.5"}
+
+
+def test_streams_do_not_inherit_another_streams_context() -> None:
+    with (
+        run_server(context_reporter) as server,
+        H2Client(server.host, server.port).start() as client,
+    ):
+        bodies = [client.response(client.request(path)).body for path in ("/a", "/b")]
+        concurrent = [client.request(path) for path in ("/c", "/d", "/e")]
+        bodies += [client.response(stream_id).body for stream_id in concurrent]
+    assert bodies == [b"nothing"] * 5
 
 
 def test_percent_encoded_path_is_decoded_and_root_path_prefixed() -> None:

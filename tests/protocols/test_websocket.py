@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 
 from hasten.asgi import ClientDisconnected
 from tests.harness import request, run_server
+from tests.protocols.context_app import context_reporter
 from tests.protocols.ws_support import (
     Recorder,
     echo,
@@ -71,7 +72,7 @@ def test_websocket_scope() -> None:
     assert "websocket.http.response" in scope["extensions"]
     assert (b"sec-websocket-key" in dict(scope["headers"])) is True
     assert scope["client"][0] == "127.0.0.1"
-    assert scope["asgi"]["version"] == "3.0"
+    assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
 
 
 def test_accept_with_subprotocol_and_extra_headers() -> None:
@@ -471,3 +472,13 @@ def test_peer_that_never_answers_the_close_frame_is_dropped_after_the_timeout() 
         started = time.monotonic()
         assert client.is_closed(timeout=5)
         assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_websocket_does_not_inherit_an_earlier_requests_context(loop: str) -> None:
+    with run_server(context_reporter, loop=loop) as server, server.connect() as client:
+        client.send(request(path="/http"))
+        assert client.read_response().body == b"nothing"
+        client.send(upgrade_request())
+        assert client.read_response(head_request=True).status == 101
+        assert read_frame(client) == (True, 0x1, b"nothing")

@@ -24,6 +24,7 @@ from websockets.protocol import OPEN
 from websockets.uri import parse_uri
 
 from tests.harness import run_server
+from tests.protocols.context_app import context_reporter
 from tests.protocols.h2client import H2Client, H2Response
 from tests.protocols.ws_support import Recorder, echo, frame, wait_until
 
@@ -195,6 +196,7 @@ async def scope_reporter(scope: Any, receive: Any, send: Any) -> None:
         ",".join(subprotocols),
         "websocket.http.response" in scope["extensions"],
         "method" in scope,
+        scope["asgi"]["spec_version"],
     ]
     await send({"type": "websocket.send", "text": repr(summary)})
     await receive()
@@ -217,7 +219,13 @@ def test_scope_is_a_websocket_scope_over_http2() -> None:
         assert websocket.response.header(b"date") is not None
         assert websocket.response.header(b"sec-websocket-accept") is None
         summary = websocket.receive_message()
-    assert summary == repr(["2", "ws", "/ws", "room=1", "chat,superchat", True, False])
+    assert summary == repr(["2", "ws", "/ws", "room=1", "chat,superchat", True, False, "2.5"])
+
+
+def test_websocket_stream_does_not_inherit_another_streams_context() -> None:
+    with run_server(context_reporter) as server, h2_client(server) as client:
+        assert client.response(client.request("/http")).body == b"nothing"
+        assert open_websocket(client).receive_message() == "nothing"
 
 
 def test_text_and_binary_messages_echo_both_ways() -> None:
@@ -538,4 +546,4 @@ def test_websocket_over_tls_has_scheme_wss(certificate: tuple[Path, ssl.SSLConte
         with H2Client(server.host, server.port, sock=sock).start() as client:
             websocket = open_websocket(client, scheme="https")
             summary = websocket.receive_message()
-    assert summary == repr(["2", "wss", "/ws", "", "", True, False])
+    assert summary == repr(["2", "wss", "/ws", "", "", True, False, "2.5"])

@@ -87,6 +87,7 @@ class H1Connection(asyncio.Protocol):
         "closing",
         "cycle",
         "flow",
+        "fresh",
         "head_bytes",
         "head_data",
         "head_size",
@@ -107,6 +108,7 @@ class H1Connection(asyncio.Protocol):
         "stalled_since",
         "state",
         "tls_extension",
+        "trailer_fields",
         "transport",
         "url",
         "write_stalled_since",
@@ -140,11 +142,14 @@ class H1Connection(asyncio.Protocol):
         self.head_bytes = 0
         self.head_size = 0
         self.head_started = 0.0
+        self.trailer_fields = 0
         self.body_budget: int | None = None
         self.received = False
         self.stalled_since = 0.0
         self.write_stalled_since = 0.0
         self.head_data: bytes | None = None
+        # No request head has been read yet: only now may the HTTP/2 preface arrive.
+        self.fresh = True
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -214,7 +219,7 @@ class H1Connection(asyncio.Protocol):
             self._parse_failed(exc, data)
         if self.reading_head and self.head_bytes > self.limits.max_head_size:
             # httptools buffers an unfinished field whole: bound the head before it is parsed.
-            error_logger.debug("Refused request: head larger than its limit")
+            error_logger.debug("Refused request: head or trailer section larger than its limit")
             self.reject(431)
         if self.cycle is None and (self.pipeline or self.pending_error):
             self._start_next()
@@ -236,7 +241,9 @@ class H1Connection(asyncio.Protocol):
         """HTTP/2 with prior knowledge (RFC 9113 §3.3): llhttp stops with an error at the
         end of the connection preface; if it opened the connection, HTTP/2 takes over."""
         handler = self.state.http2_preface_handler
-        if handler is None or self.cycle is not None or self.pipeline:
+        if handler is None or not self.fresh:
+            # RFC 9113 §3.3: the preface opens the connection; after a request it is a
+            # malformed HTTP/1.1 request (400), never a switch.
             return False
         if str(exc) != _PAUSED_AT_HTTP2_PREFACE:
             return False
@@ -335,6 +342,8 @@ class H1Connection(asyncio.Protocol):
             # A trailer field: never merged into the request's header fields (RFC 9110
             # §6.5.1), where it could change framing, Host or credentials. (Nor is a field
             # outside a head, which would land in the shared NO_FIELDS.)
+            if self.reading_head:
+                self._count_trailer_field(len(name) + len(value))
             return
         headers = self.headers
         lowered = name.lower()
@@ -351,9 +360,22 @@ class H1Connection(asyncio.Protocol):
         ):
             raise field_limit_error(len(headers), field_size, limits)
 
+    def _count_trailer_field(self, field_size: int) -> None:
+        """RFC 9112 §7.1.2: the trailer section is bounded by the head's limits."""
+        self.trailer_fields += 1
+        self.head_size += field_size
+        limits = self.limits
+        if (
+            self.trailer_fields > limits.max_fields
+            or field_size > limits.max_field_size
+            or self.head_size > limits.max_head_size
+        ):
+            raise field_limit_error(self.trailer_fields, field_size, limits)
+
     def on_headers_complete(self) -> None:
         self.reading_head = False
         self.head_started = 0.0
+        self.fresh = False
         if self.priming_parser:
             return
         parser = self.parser
@@ -429,7 +451,18 @@ class H1Connection(asyncio.Protocol):
         else:
             pipeline.append(cycle)
 
+    def on_chunk_header(self) -> None:
+        # RFC 9112 §7.1.2: a trailer section, read like a head, follows the last chunk. Its
+        # size is not known here, so the head's limits and deadline apply to what follows
+        # every chunk header until its data arrives (on_body).
+        self.reading_head = True
+        self.head_bytes = 0
+        self.head_size = 0
+        self.head_started = 0.0
+        self.trailer_fields = 0
+
     def on_body(self, body: bytes) -> None:
+        self.reading_head = False  # the chunk header before this was not the last one
         budget = self.body_budget
         if budget is not None:
             # Content-Length was checked before the body; this bounds a chunked one.
@@ -442,6 +475,7 @@ class H1Connection(asyncio.Protocol):
             body_cycle.feed_body(body)
 
     def on_message_complete(self) -> None:
+        self.reading_head = False  # a trailer section ends here
         body_cycle = self.body_cycle
         if body_cycle is not None:
             if body_cycle.waiter is None:
@@ -506,9 +540,15 @@ class H1Connection(asyncio.Protocol):
                 # A named Task rather than loop.create_task(): every unnamed task gets a
                 # "Task-<n>" string formatted for it (uvloop names a task only after making
                 # it), which cost 3% of a small request. A factory the app set is honoured.
-                task = cycle.task = _Task(cycle.run(), loop=loop, name=REQUEST_TASK_NAME)
+                # Explicit context: a pipelined request starts from the previous one's task.
+                task = cycle.task = _Task(
+                    cycle.run(),
+                    loop=loop,
+                    name=REQUEST_TASK_NAME,
+                    context=state.base_context.copy(),
+                )
             else:
-                task = cycle.task = loop.create_task(cycle.run())
+                task = cycle.task = loop.create_task(cycle.run(), context=state.base_context.copy())
             state.tasks.add(task)
         if not pipeline:
             self.pipeline = NO_REQUESTS
@@ -627,9 +667,10 @@ class H1Connection(asyncio.Protocol):
             self.stalled_since = 0.0
             return
         now = self.state.loop.time()
-        if self.body_cycle is None:
-            # Slowloris (RFC 9112 §9.5 leaves the timeout to the server): the head has a
-            # deadline counted from the first tick that saw it, never extended by a byte.
+        if self.reading_head or self.body_cycle is None:
+            # Slowloris (RFC 9112 §9.5 leaves the timeout to the server): a head, or a
+            # trailer section, has a deadline counted from the first tick that saw it,
+            # never extended by a byte.
             if not self.head_started:
                 self.head_started = now
             elif now - self.head_started >= self.state.timeout_request_header:

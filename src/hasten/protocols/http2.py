@@ -310,7 +310,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         state = self.state
         # The stream reports its end itself (app_finished), rather than through a done
         # callback: that would cost one more loop callback per request.
-        stream.task = state.loop.create_task(stream.run())
+        stream.task = state.loop.create_task(stream.run(), context=state.base_context.copy())
         state.tasks.add(stream.task)
 
     def app_finished(self, stream: H2Stream) -> None:

@@ -136,7 +136,9 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         self.state.connections.add(self)
         if rest:
             self.data_received(rest)
-        task = self.state.loop.create_task(self.websocket.run())
+        task = self.state.loop.create_task(
+            self.websocket.run(), context=self.state.base_context.copy()
+        )
         self.state.tasks.add(task)
         task.add_done_callback(self.state.tasks.discard)
 
