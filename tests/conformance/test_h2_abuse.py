@@ -368,6 +368,19 @@ MALFORMED_REQUESTS = {
     "pseudo_after_regular": [*GET[:2], ("x-a", "1"), GET[2]],
     "unknown_pseudo": [*GET, (":foo", "x")],
     "status_in_request": [*GET, (":status", "200")],
+    # §8.3.1: the request line's parts, held to HTTP/1.1's rules (RFC 9110 §9.1 token
+    # method, RFC 9112 §3.2 / RFC 3986 target without fragment, RFC 9110 §7.2 host)
+    "path_with_vt": [GET[0], (":path", "/a\x0bb"), GET[2]],
+    "path_with_del": [GET[0], (":path", "/a\x7f"), GET[2]],
+    "path_with_space": [GET[0], (":path", "/a b"), GET[2]],
+    "path_with_fragment": [GET[0], (":path", "/a#frag"), GET[2]],
+    "method_with_space": [(":method", "GE T"), *GET[1:]],
+    "method_with_esc": [(":method", "\x1bGET"), *GET[1:]],
+    "authority_with_space": [*GET, (":authority", "a b")],
+    "authority_with_userinfo": [*GET, (":authority", "user@host")],
+    "authority_with_path": [*GET, (":authority", "host/path")],
+    "empty_authority": [*GET, (":authority", "")],
+    "invalid_host_field": [*GET, ("host", "a/b")],
     # §8.3.1 host against :authority
     "two_hosts": [*GET, ("host", "a"), ("host", "a")],
     "host_differs_from_authority": [*GET, (":authority", "a"), ("host", "b")],
