@@ -179,6 +179,46 @@ def test_empty_data_frame_flood_gets_goaway(abuse: tuple[RunningServer, AbuseApp
     assert goaway_code_after(server, payload) == ErrorCodes.ENHANCE_YOUR_CALM
 
 
+CLOSED_STREAM_FLOODS = {
+    "data": DataFrame(1, b""),  # h2 answers each with RST_STREAM STREAM_CLOSED
+    "window_update": WindowUpdateFrame(1, 1),  # h2 drops each without an event
+    "rst_stream": RstStreamFrame(1, error_code=ErrorCodes.CANCEL),
+}
+
+
+@pytest.mark.parametrize("frame", CLOSED_STREAM_FLOODS.values(), ids=CLOSED_STREAM_FLOODS.keys())
+def test_flood_on_a_finished_stream_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp], frame: Any
+) -> None:
+    # Frames on a closed stream are answered (or dropped) by h2 itself, with no event:
+    # they spend the control budget all the same (RFC 9113 §10.5, CVE-2019-9518 class).
+    server, _ = abuse
+    with H2Client(server.host, server.port).start() as client:
+        assert client.response(client.request("/")).status == 200
+        client.send_raw(frame.serialize() * 5000)
+        assert client.goaway_code() == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_data_flood_on_a_reset_stream_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse
+    with H2Client(server.host, server.port).start() as client:
+        stream_id = client.request("/hang", end_stream=False)
+        client.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+        client.flush()
+        client.send_raw(DataFrame(stream_id, b"").serialize() * 5000)
+        assert client.goaway_code() == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_settings_ack_flood_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse  # an ACK of nothing: h2 takes it without a word
+    ack = SettingsFrame(0, flags=["ACK"]).serialize()
+    assert goaway_code_after(server, ack * 5000) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
 def test_flood_without_reading_does_not_grow_the_write_buffer(
     abuse: tuple[RunningServer, AbuseApp],
 ) -> None:

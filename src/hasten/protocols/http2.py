@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import h2.config
@@ -21,7 +21,7 @@ import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hpack import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
@@ -68,6 +68,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "flush_scheduled",
         "goaway_sent",
         "h2",
+        "h2_receive_frame",
         "idle_since",
         "limits",
         "lingering",
@@ -75,6 +76,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "scheme",
         "scope_base",
         "server",
+        "silent_frames",
         "state",
         "streams",
         "transport",
@@ -115,6 +117,12 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         # RFC 9113 §10.5.1 / RFC 7541 §7: the decoded header list is capped while it is
         # decoded (HPACK bomb, CVE-2016-6581), from the first request on.
         machine.decoder.max_header_list_size = limits.max_header_list_size
+        # Frames h2 deals with itself and reports no event for (DATA or WINDOW_UPDATE on a
+        # closed stream, answered with RST_STREAM or nothing; SETTINGS ACKs...) are counted
+        # as they pass, so that they spend the control budget like every other frame.
+        self.silent_frames = 0
+        self.h2_receive_frame: Callable[[Frame], list[h2.events.Event]] = machine._receive_frame
+        vars(machine)["_receive_frame"] = self._receive_frame
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -186,6 +194,11 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             # Otherwise h2 has queued the GOAWAY with the error code RFC 9113 asks for.
             self._close_after_goaway()
             return
+        if self.silent_frames:
+            silent, self.silent_frames = self.silent_frames, 0
+            if not self.control_budget.spend(self.state.loop.time(), silent):
+                self._enhance_your_calm("too many frames on closed streams or without effect")
+                return
         handlers = _EVENT_HANDLERS
         for event in events:
             handler = handlers.get(type(event))
@@ -196,6 +209,13 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         if self._header_block_too_large():
             return
         self.flush()
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        """h2's own handling of one frame, counting those it reports nothing for."""
+        events = self.h2_receive_frame(frame)
+        if not events:
+            self.silent_frames += 1
+        return events
 
     def _header_block_too_large(self) -> bool:
         """RFC 9113 §10.5.1: a header block still arriving in CONTINUATION frames is capped
@@ -380,6 +400,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         error_logger.debug("HTTP/2 client at %s sent GOAWAY (%s)", self.client, event.error_code)
+        self._spend_control()
         self.closing = True
         if not self.streams:
             self.close_transport()
@@ -624,6 +645,7 @@ _EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
     h2.events.RemoteSettingsChanged: H2Connection._on_settings,
     h2.events.PingReceived: H2Connection._on_control_frame,
     h2.events.PingAckReceived: H2Connection._on_control_frame,
+    h2.events.SettingsAcknowledged: H2Connection._on_control_frame,
     h2.events.PriorityUpdated: H2Connection._on_control_frame,
     h2.events.UnknownFrameReceived: H2Connection._on_control_frame,
     h2.events.ConnectionTerminated: H2Connection._on_goaway,
