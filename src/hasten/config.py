@@ -317,6 +317,11 @@ class Config:
         "WebSocket: incoming messages queued for the app before the socket stops being read "
         "(over HTTP/2: before the stream's flow-control window stops reopening).",
     )
+    ws_max_queue_bytes: int = setting(
+        1024 * 1024,
+        "WebSocket: bytes of incoming messages queued for the app before the socket stops "
+        "being read and decompressed (one message larger than this is still taken, alone).",
+    )
     ws_ping_interval: float | None = setting(
         20.0, "WebSocket: send a ping every this many seconds (none: never)."
     )
@@ -425,8 +430,8 @@ class Config:
             raise ValueError("h2_timeout_stalled_stream must be > 0")
 
     def _validate_websocket(self) -> None:
-        if self.ws_max_size < 1 or self.ws_max_queue < 1:
-            raise ValueError("ws_max_size and ws_max_queue must be positive")
+        if self.ws_max_size < 1 or self.ws_max_queue < 1 or self.ws_max_queue_bytes < 1:
+            raise ValueError("ws_max_size, ws_max_queue and ws_max_queue_bytes must be positive")
         for name in ("ws_ping_interval", "ws_ping_timeout"):
             number = getattr(self, name)
             if number is not None and number <= 0:
