@@ -294,6 +294,68 @@ def test_zero_window_stall_is_reset(abuse: tuple[RunningServer, AbuseApp]) -> No
     assert response.body == b""
 
 
+class StreamsToNobody:
+    """Streams up to 64 MiB of response; records what its send() raised, and what its
+    receive() said next."""
+
+    def __init__(self) -> None:
+        self.raised: list[BaseException] = []
+        self.then_received: list[Any] = []
+        self.sent = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
+        try:
+            for _ in range(1024):
+                await send(chunk)
+                self.sent += 65536
+        except BaseException as exc:
+            self.raised.append(exc)
+            if isinstance(exc, OSError):
+                self.then_received.append(await receive())
+            raise
+
+
+def client_that_never_reads(server: RunningServer) -> H2Client:
+    """A client whose flow-control windows are wide open and whose socket buffer is small:
+    only the server's write buffer can hold the response back."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(5)
+    sock.connect((server.host, server.port))
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+    client = H2Client(server.host, server.port, sock=sock, settings=settings).start()
+    client.conn.increment_flow_control_window(2**31 - 1 - 65535)
+    client.flush()
+    return client
+
+
+def server_write_paused(server: RunningServer) -> bool:
+    state = server.server.state
+    assert state is not None
+    return any(conn.flow.write_paused for conn in list(state.connections))
+
+
+def test_app_that_sends_without_yielding_waits_for_a_client_that_does_not_read() -> None:
+    # With the windows wide open, only the socket holds the response back: h2's buffer was
+    # written once per loop turn, so an app that never yields queued all 64 MiB in it.
+    app = StreamsToNobody()
+    with run_server(app) as server, client_that_never_reads(server) as client:
+        client.request("/")
+        wait_until(lambda: server_write_paused(server))
+        assert app.sent < 16 * 1024 * 1024
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 # -- protocol violations (RFC 9113) ----------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import h2.config
 import h2.connection
@@ -49,6 +49,10 @@ SWITCHING_PROTOCOLS = (
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
+# Response bytes queued in h2 past which they are written at once instead of at the end of
+# the loop turn: an app that sends without ever yielding (a client with wide-open windows)
+# then meets the transport's backpressure instead of growing h2's buffer without end.
+_FLUSH_NOW_SIZE: Final = 64 * 1024
 _RESETS_A_CLIENT_CAN_PROVOKE = frozenset(
     {ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR}
 )
@@ -80,6 +84,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "state",
         "streams",
         "transport",
+        "unflushed",
         "upgrade_body_left",
     )
 
@@ -91,6 +96,8 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.goaway_sent = False
         self.lingering = False
         self.flush_scheduled = False
+        # DATA payload bytes handed to h2 since the last flush.
+        self.unflushed = 0
         self.upgrade_body_left = 0
         self.idle_since = 0.0
         self.default_block = b""
@@ -435,7 +442,9 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         Stream apps run as tasks, often many in one turn (a client keeps dozens of streams
         in flight): their responses then leave in one write instead of one write each.
         """
-        if not self.flush_scheduled:
+        if self.unflushed >= _FLUSH_NOW_SIZE:
+            self.flush()
+        elif not self.flush_scheduled:
             self.flush_scheduled = True
             self.state.loop.call_soon(self._scheduled_flush)
 
@@ -445,6 +454,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def flush(self) -> None:
         """Write whatever h2 has queued, in one write."""
+        self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not (self.lingering or self.transport.is_closing()):
             self.transport.write(data)
