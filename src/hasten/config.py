@@ -179,8 +179,9 @@ class Config:
     )
     timeout_response_write: float = setting(
         60.0,
-        "HTTP/1.1: close the connection when the client has taken none of the response for "
-        "this many seconds while the app waits to send more (a client that never reads).",
+        "Close the connection when the client has taken none of the response for this many "
+        "seconds while the app waits to send more (a client that never reads): HTTP/1.1, "
+        "HTTP/2 and WebSockets over either.",
     )
     proxy_headers: bool = setting(
         False,

@@ -349,6 +349,31 @@ def test_app_that_sends_without_yielding_waits_for_a_client_that_does_not_read()
         assert app.sent < 16 * 1024 * 1024
 
 
+def test_client_that_stops_reading_is_dropped_after_timeout_response_write() -> None:
+    app = StreamsToNobody()
+    with run_server(app, timeout_response_write=0.5) as server:
+        with client_that_never_reads(server) as client:
+            client.request("/")
+            wait_until(lambda: bool(app.raised), timeout=10)
+        assert isinstance(app.raised[0], OSError)  # ClientDisconnected
+        assert [message["type"] for message in app.then_received] == ["http.disconnect"]
+
+
+def test_graceful_shutdown_ends_while_a_client_does_not_read() -> None:
+    app = StreamsToNobody()
+    clients: list[H2Client] = []
+    try:
+        with run_server(app, timeout_response_write=0.5) as server:
+            clients.append(client_that_never_reads(server))
+            clients[0].request("/")
+            wait_until(lambda: server_write_paused(server))
+        # Leaving the block shut the server down (no timeout_graceful_shutdown): it ended.
+        assert isinstance(app.raised[0], OSError)
+    finally:
+        for client in clients:
+            client.close()
+
+
 def wait_until(condition: Any, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -4,6 +4,7 @@ answered as the RFC says, and the worker keeps serving the next client."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import threading
 import zlib
@@ -339,3 +340,43 @@ def test_message_in_too_many_fragments_closes_with_1009(server: RunningServer) -
     # Empty fragments add nothing to the size limit, only to the list kept for the message.
     fragments = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) * (MAX_FRAGMENTS + 1)
     assert closes_with(server, fragments) == 1009
+
+
+class SendsToNobody:
+    """Accepts, sends up to 64 MiB in 64 KiB messages; records what its send() raised and
+    what its receive() said next."""
+
+    def __init__(self) -> None:
+        self.raised: list[BaseException] = []
+        self.then_received: list[Any] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            for _ in range(1024):
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+        except BaseException as exc:
+            self.raised.append(exc)
+            if isinstance(exc, OSError):
+                self.then_received.append(await receive())
+            raise
+
+
+def test_peer_that_stops_reading_is_dropped_after_timeout_response_write() -> None:
+    app = SendsToNobody()
+    with run_server(app, timeout_response_write=0.5) as running:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(5)
+        sock.connect((running.host, running.port))
+        with RawClient(sock) as client:
+            client.send(upgrade_request({"Sec-WebSocket-Extensions": None}))
+            assert client.read_response(head_request=True).status == 101
+            wait_until(lambda: bool(app.raised), timeout=10)
+        assert isinstance(app.raised[0], OSError)  # ClientDisconnected
+        assert [(m["type"], m["code"]) for m in app.then_received] == [
+            ("websocket.disconnect", 1006)
+        ]

@@ -171,6 +171,10 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.state.connections.discard(self)
         self.flow.connection_lost()
         for stream in self.streams.values():
+            if stream.disconnected:
+                # Already told (a stall timeout): its send() raises, its receive() returns
+                # the disconnect, and it ends itself, as over HTTP/1.1.
+                continue
             stream.client_gone()
             if not stream.response_complete:
                 stream.cancel()
@@ -556,12 +560,22 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def close_if_idle_since_before(self, deadline: float) -> None:
         """The server's once-a-second tick: close an idle connection, and reset the streams
-        stalled on the client for longer than ``h2_timeout_stalled_stream``."""
+        stalled on the client for longer than ``h2_timeout_stalled_stream``, and drop a client
+        that has read nothing for ``timeout_response_write``."""
+        now = self.state.loop.time()
+        if self.flow.write_stalled_for(self.state.timeout_response_write, now):
+            error_logger.debug("HTTP/2 client stopped reading; closing the connection.")
+            # Every app learns of it as a disconnect (its send() raises ClientDisconnected):
+            # a reset or GOAWAY would wait in the same unread buffer.
+            for stream in list(self.streams.values()):
+                stream.client_gone()
+            self.abort()
+            return
         if not self.streams:
             if self.idle_since and self.idle_since <= deadline:
                 self.shutdown()
             return
-        stalled_before = self.state.loop.time() - self.limits.timeout_stalled_stream
+        stalled_before = now - self.limits.timeout_stalled_stream
         for stream in list(self.streams.values()):
             since = stream.stalled_since()
             if since is not None and since <= stalled_before:
