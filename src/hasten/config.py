@@ -293,9 +293,10 @@ class Config:
     )
     h2_max_control_frames: int = setting(
         1000,
-        "HTTP/2: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames a "
-        "connection may send in a burst (refilled at a tenth of this per second, and by "
-        "response data sent); beyond it GOAWAY (CVE-2019-9512/9515/9518).",
+        "HTTP/2: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames, and "
+        "frames on closed streams, a connection may send in a burst (refilled at a tenth of "
+        "this per second, and by response data sent); beyond it GOAWAY "
+        "(CVE-2019-9512/9515/9518).",
     )
     h2_timeout_stalled_stream: float = setting(
         30.0,
