@@ -183,8 +183,9 @@ class Config:
     )
     timeout_response_write: float = setting(
         60.0,
-        "HTTP/1.1: close the connection when the client has taken none of the response for "
-        "this many seconds while the app waits to send more (a client that never reads).",
+        "Close the connection when the client has taken none of the response for this many "
+        "seconds while the app waits to send more (a client that never reads): HTTP/1.1, "
+        "HTTP/2 and WebSockets over either.",
     )
     proxy_headers: bool = setting(
         False,
@@ -296,9 +297,10 @@ class Config:
     )
     h2_max_control_frames: int = setting(
         1000,
-        "HTTP/2: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames a "
-        "connection may send in a burst (refilled at a tenth of this per second, and by "
-        "response data sent); beyond it GOAWAY (CVE-2019-9512/9515/9518).",
+        "HTTP/2: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames, and "
+        "frames on closed streams, a connection may send in a burst (refilled at a tenth of "
+        "this per second, and by response data sent); beyond it GOAWAY "
+        "(CVE-2019-9512/9515/9518).",
     )
     h2_timeout_stalled_stream: float = setting(
         30.0,
@@ -320,6 +322,11 @@ class Config:
         32,
         "WebSocket: incoming messages queued for the app before the socket stops being read "
         "(over HTTP/2: before the stream's flow-control window stops reopening).",
+    )
+    ws_max_queue_bytes: int = setting(
+        1024 * 1024,
+        "WebSocket: bytes of incoming messages queued for the app before the socket stops "
+        "being read and decompressed (one message larger than this is still taken, alone).",
     )
     ws_ping_interval: float | None = setting(
         20.0, "WebSocket: send a ping every this many seconds (none: never)."
@@ -429,8 +436,8 @@ class Config:
             raise ValueError("h2_timeout_stalled_stream must be > 0")
 
     def _validate_websocket(self) -> None:
-        if self.ws_max_size < 1 or self.ws_max_queue < 1:
-            raise ValueError("ws_max_size and ws_max_queue must be positive")
+        if self.ws_max_size < 1 or self.ws_max_queue < 1 or self.ws_max_queue_bytes < 1:
+            raise ValueError("ws_max_size, ws_max_queue and ws_max_queue_bytes must be positive")
         for name in ("ws_ping_interval", "ws_ping_timeout"):
             number = getattr(self, name)
             if number is not None and number <= 0:

@@ -204,24 +204,29 @@ class Server:
 
     async def _main_loop(self, state: ServerState) -> None:
         assert self._exit_event is not None
-        keep_alive = self.config.timeout_keep_alive
+        interval = self._tick_interval()
+        while not self._should_exit:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_event.wait(), interval)
+            self._tick(state)
+
+    def _tick_interval(self) -> float:
         # The tick refreshes the Date header and closes idle keep-alive connections: one
         # timer for the whole server instead of one per connection.
         # It also enforces the request read timeouts, so it ticks often enough for the shortest.
         shortest = min(
-            keep_alive,
+            self.config.timeout_keep_alive,
             self.config.timeout_request_header,
             self.config.timeout_request_body,
             self.config.timeout_response_write,
         )
-        interval = min(1.0, max(0.05, shortest / 4))
-        while not self._should_exit:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit_event.wait(), interval)
-            state.refresh_date()
-            deadline = state.loop.time() - keep_alive
-            for conn in list(state.connections):
-                conn.close_if_idle_since_before(deadline)
+        return min(1.0, max(0.05, shortest / 4))
+
+    def _tick(self, state: ServerState) -> None:
+        state.refresh_date()
+        deadline = state.loop.time() - self.config.timeout_keep_alive
+        for conn in list(state.connections):
+            conn.close_if_idle_since_before(deadline)
 
     async def _shutdown(self, state: ServerState) -> None:
         error_logger.info("Shutting down")
@@ -234,6 +239,8 @@ class Server:
         deadline = None if timeout is None else state.loop.time() + timeout
         if state.connections or state.tasks:
             error_logger.info("Waiting for connections to close. (CTRL+C to force quit)")
+        interval = self._tick_interval()
+        next_tick = state.loop.time() + interval
         while (state.connections or state.tasks) and not self.force_exit:
             if deadline is not None and state.loop.time() >= deadline:
                 error_logger.warning(
@@ -242,6 +249,11 @@ class Server:
                 )
                 break
             await asyncio.sleep(_DRAIN_POLL_INTERVAL)
+            if state.loop.time() >= next_tick:
+                # The timeouts hold while draining too: a client that stopped reading would
+                # otherwise keep a shutdown without timeout_graceful_shutdown going forever.
+                next_tick = state.loop.time() + interval
+                self._tick(state)
         for task in list(state.tasks):
             task.cancel()
         for conn in list(state.connections):

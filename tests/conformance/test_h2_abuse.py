@@ -179,6 +179,46 @@ def test_empty_data_frame_flood_gets_goaway(abuse: tuple[RunningServer, AbuseApp
     assert goaway_code_after(server, payload) == ErrorCodes.ENHANCE_YOUR_CALM
 
 
+CLOSED_STREAM_FLOODS = {
+    "data": DataFrame(1, b""),  # h2 answers each with RST_STREAM STREAM_CLOSED
+    "window_update": WindowUpdateFrame(1, 1),  # h2 drops each without an event
+    "rst_stream": RstStreamFrame(1, error_code=ErrorCodes.CANCEL),
+}
+
+
+@pytest.mark.parametrize("frame", CLOSED_STREAM_FLOODS.values(), ids=CLOSED_STREAM_FLOODS.keys())
+def test_flood_on_a_finished_stream_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp], frame: Any
+) -> None:
+    # Frames on a closed stream are answered (or dropped) by h2 itself, with no event:
+    # they spend the control budget all the same (RFC 9113 §10.5, CVE-2019-9518 class).
+    server, _ = abuse
+    with H2Client(server.host, server.port).start() as client:
+        assert client.response(client.request("/")).status == 200
+        client.send_raw(frame.serialize() * 5000)
+        assert client.goaway_code() == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_data_flood_on_a_reset_stream_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse
+    with H2Client(server.host, server.port).start() as client:
+        stream_id = client.request("/hang", end_stream=False)
+        client.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+        client.flush()
+        client.send_raw(DataFrame(stream_id, b"").serialize() * 5000)
+        assert client.goaway_code() == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_settings_ack_flood_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    server, _ = abuse  # an ACK of nothing: h2 takes it without a word
+    ack = SettingsFrame(0, flags=["ACK"]).serialize()
+    assert goaway_code_after(server, ack * 5000) == ErrorCodes.ENHANCE_YOUR_CALM
+
+
 def test_flood_without_reading_does_not_grow_the_write_buffer(
     abuse: tuple[RunningServer, AbuseApp],
 ) -> None:
@@ -252,6 +292,93 @@ def test_zero_window_stall_is_reset(abuse: tuple[RunningServer, AbuseApp]) -> No
         response = client.response(client.request("/big"), timeout=5)
     assert response.reset_code == ErrorCodes.CANCEL
     assert response.body == b""
+
+
+class StreamsToNobody:
+    """Streams up to 64 MiB of response; records what its send() raised, and what its
+    receive() said next."""
+
+    def __init__(self) -> None:
+        self.raised: list[BaseException] = []
+        self.then_received: list[Any] = []
+        self.sent = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        chunk = {"type": "http.response.body", "body": b"x" * 65536, "more_body": True}
+        try:
+            for _ in range(1024):
+                await send(chunk)
+                self.sent += 65536
+        except BaseException as exc:
+            self.raised.append(exc)
+            if isinstance(exc, OSError):
+                self.then_received.append(await receive())
+            raise
+
+
+def client_that_never_reads(server: RunningServer) -> H2Client:
+    """A client whose flow-control windows are wide open and whose socket buffer is small:
+    only the server's write buffer can hold the response back."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(5)
+    sock.connect((server.host, server.port))
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1}
+    client = H2Client(server.host, server.port, sock=sock, settings=settings).start()
+    client.conn.increment_flow_control_window(2**31 - 1 - 65535)
+    client.flush()
+    return client
+
+
+def server_write_paused(server: RunningServer) -> bool:
+    state = server.server.state
+    assert state is not None
+    return any(conn.flow.write_paused for conn in list(state.connections))
+
+
+def test_app_that_sends_without_yielding_waits_for_a_client_that_does_not_read() -> None:
+    # With the windows wide open, only the socket holds the response back: h2's buffer was
+    # written once per loop turn, so an app that never yields queued all 64 MiB in it.
+    app = StreamsToNobody()
+    with run_server(app) as server, client_that_never_reads(server) as client:
+        client.request("/")
+        wait_until(lambda: server_write_paused(server))
+        assert app.sent < 16 * 1024 * 1024
+
+
+def test_client_that_stops_reading_is_dropped_after_timeout_response_write() -> None:
+    app = StreamsToNobody()
+    with run_server(app, timeout_response_write=0.5) as server:
+        with client_that_never_reads(server) as client:
+            client.request("/")
+            wait_until(lambda: bool(app.raised), timeout=10)
+        assert isinstance(app.raised[0], OSError)  # ClientDisconnected
+        assert [message["type"] for message in app.then_received] == ["http.disconnect"]
+
+
+def test_graceful_shutdown_ends_while_a_client_does_not_read() -> None:
+    app = StreamsToNobody()
+    clients: list[H2Client] = []
+    try:
+        with run_server(app, timeout_response_write=0.5) as server:
+            clients.append(client_that_never_reads(server))
+            clients[0].request("/")
+            wait_until(lambda: server_write_paused(server))
+        # Leaving the block shut the server down (no timeout_graceful_shutdown): it ended.
+        assert isinstance(app.raised[0], OSError)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 # -- protocol violations (RFC 9113) ----------------------------------------------------------
@@ -368,6 +495,19 @@ MALFORMED_REQUESTS = {
     "pseudo_after_regular": [*GET[:2], ("x-a", "1"), GET[2]],
     "unknown_pseudo": [*GET, (":foo", "x")],
     "status_in_request": [*GET, (":status", "200")],
+    # §8.3.1: the request line's parts, held to HTTP/1.1's rules (RFC 9110 §9.1 token
+    # method, RFC 9112 §3.2 / RFC 3986 target without fragment, RFC 9110 §7.2 host)
+    "path_with_vt": [GET[0], (":path", "/a\x0bb"), GET[2]],
+    "path_with_del": [GET[0], (":path", "/a\x7f"), GET[2]],
+    "path_with_space": [GET[0], (":path", "/a b"), GET[2]],
+    "path_with_fragment": [GET[0], (":path", "/a#frag"), GET[2]],
+    "method_with_space": [(":method", "GE T"), *GET[1:]],
+    "method_with_esc": [(":method", "\x1bGET"), *GET[1:]],
+    "authority_with_space": [*GET, (":authority", "a b")],
+    "authority_with_userinfo": [*GET, (":authority", "user@host")],
+    "authority_with_path": [*GET, (":authority", "host/path")],
+    "empty_authority": [*GET, (":authority", "")],
+    "invalid_host_field": [*GET, ("host", "a/b")],
     # §8.3.1 host against :authority
     "two_hosts": [*GET, ("host", "a"), ("host", "a")],
     "host_differs_from_authority": [*GET, (":authority", "a"), ("host", "b")],

@@ -547,3 +547,20 @@ def test_websocket_over_tls_has_scheme_wss(certificate: tuple[Path, ssl.SSLConte
             websocket = open_websocket(client, scheme="https")
             summary = websocket.receive_message()
     assert summary == repr(["2", "wss", "/ws", "", "", True, False, "2.5"])
+
+
+def test_websocket_whose_client_stops_reading_is_dropped_after_timeout_response_write() -> None:
+    from tests.conformance.test_h2_abuse import client_that_never_reads
+    from tests.protocols.test_websocket_hostile import SendsToNobody
+
+    app = SendsToNobody()
+    with run_server(app, timeout_response_write=0.5) as server:
+        with client_that_never_reads(server) as client:
+            stream_id = open_stream(client)
+            websocket = H2WebSocket(client, stream_id)
+            assert websocket.wait_response().status == 200
+            wait_until(lambda: bool(app.raised), timeout=10)
+        assert isinstance(app.raised[0], OSError)  # ClientDisconnected
+        assert [(m["type"], m["code"]) for m in app.then_received] == [
+            ("websocket.disconnect", 1006)
+        ]

@@ -3,12 +3,18 @@ answered as the RFC says, and the worker keeps serving the next client."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import struct
+import threading
+import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.harness import RunningServer, run_server
+from hasten.protocols.websocket_connection import MAX_FRAGMENTS
+from tests.harness import RawClient, RunningServer, run_server
 from tests.protocols.ws_support import (
     Recorder,
     close_payload,
@@ -18,6 +24,7 @@ from tests.protocols.ws_support import (
     read_close_code,
     read_frame,
     upgrade_request,
+    wait_until,
 )
 
 
@@ -250,3 +257,126 @@ def test_close_between_fragments_is_a_clean_close(server: RunningServer) -> None
     # RFC 6455 §5.4: control frames, close included, may come between fragments.
     data = frame(0x1, b"frag1", fin=False) + frame(0x8, close_payload(1000)) + frame(0x0, b"x")
     assert closes_with(server, data) == 1000
+
+
+# -- memory held for an app that does not read (RFC 6455 §10.4) -----------------------------
+
+
+def _deflate(payload: bytes) -> bytes:
+    """One permessage-deflate message body (RFC 7692 §7.2.1)."""
+    compressor = zlib.compressobj(wbits=-12)
+    return (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def _open_deflate(server: RunningServer) -> RawClient:
+    client = server.connect()
+    offer = "permessage-deflate; client_max_window_bits"
+    client.send(upgrade_request({"Sec-WebSocket-Extensions": offer}))
+    response = client.read_response(head_request=True)
+    assert response.status == 101, response
+    assert "permessage-deflate" in (response.header("sec-websocket-extensions") or "")
+    return client
+
+
+def _queued_payload_bytes(server: RunningServer) -> int:
+    """The payload bytes of the messages the server holds for its WebSocket apps."""
+    state = server.server.state
+    assert state is not None
+    total = 0
+    for conn in list(state.connections):
+        websocket = getattr(conn, "websocket", None)
+        if websocket is not None:
+            for message in list(websocket.incoming):
+                total += len(message.get("bytes") or message.get("text") or b"")
+    return total
+
+
+def test_queue_of_an_app_that_does_not_read_is_bounded_in_bytes_when_compressed() -> None:
+    # 40 messages of 1 MiB of zeros are 40 KiB on the wire: bounded by count alone, the
+    # server inflated and queued all of them (the count stops the socket, not the parsing
+    # of a read already taken), 40 MiB for one connection.
+    release = threading.Event()
+
+    async def reads_late(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        count = 0
+        while count < 40:
+            message = await receive()
+            assert message["type"] == "websocket.receive"
+            assert len(message["bytes"]) == 1024 * 1024
+            count += 1
+        await send({"type": "websocket.send", "text": str(count)})
+
+    limit = 1024 * 1024
+    settings = {"ws_max_size": limit, "ws_max_queue_bytes": limit}
+    with run_server(reads_late, **settings) as running, _open_deflate(running) as client:
+        message = frame(0x2, _deflate(bytes(limit)), rsv=0b100)
+        client.send(message * 40)
+        wait_until(lambda: _queued_payload_bytes(running) >= limit)
+        # Room for one more message and one compressed slice's overshoot, no more.
+        assert _queued_payload_bytes(running) <= 3 * limit
+        release.set()
+        # Every message held back is read once the app takes the queued ones.
+        _, opcode, payload = read_frame(client)
+        inflated = zlib.decompressobj(wbits=-15).decompress(payload + b"\x00\x00\xff\xff")
+        assert (opcode, inflated) == (0x1, b"40")
+
+
+def test_permessage_deflate_uses_the_windows_of_websockets_serve() -> None:
+    # 4 KiB windows and memLevel 5: ~21 KiB of zlib state per connection instead of 87 KiB.
+    with run_server(echo) as running, running.connect() as client:
+        offer = "permessage-deflate; client_max_window_bits"
+        client.send(upgrade_request({"Sec-WebSocket-Extensions": offer}))
+        extensions = client.read_response(head_request=True).header("sec-websocket-extensions")
+        assert extensions is not None
+        assert "server_max_window_bits=12" in extensions
+        assert "client_max_window_bits=12" in extensions
+
+
+def test_message_in_too_many_fragments_closes_with_1009(server: RunningServer) -> None:
+    # Empty fragments add nothing to the size limit, only to the list kept for the message.
+    fragments = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) * (MAX_FRAGMENTS + 1)
+    assert closes_with(server, fragments) == 1009
+
+
+class SendsToNobody:
+    """Accepts, sends up to 64 MiB in 64 KiB messages; records what its send() raised and
+    what its receive() said next."""
+
+    def __init__(self) -> None:
+        self.raised: list[BaseException] = []
+        self.then_received: list[Any] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            for _ in range(1024):
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+        except BaseException as exc:
+            self.raised.append(exc)
+            if isinstance(exc, OSError):
+                self.then_received.append(await receive())
+            raise
+
+
+def test_peer_that_stops_reading_is_dropped_after_timeout_response_write() -> None:
+    app = SendsToNobody()
+    with run_server(app, timeout_response_write=0.5) as running:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(5)
+        sock.connect((running.host, running.port))
+        with RawClient(sock) as client:
+            client.send(upgrade_request({"Sec-WebSocket-Extensions": None}))
+            assert client.read_response(head_request=True).status == 101
+            wait_until(lambda: bool(app.raised), timeout=10)
+        assert isinstance(app.raised[0], OSError)  # ClientDisconnected
+        assert [(m["type"], m["code"]) for m in app.then_received] == [
+            ("websocket.disconnect", 1006)
+        ]

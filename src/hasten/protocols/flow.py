@@ -18,11 +18,20 @@ class FlowControl:
     queued behind a slow one); it resumes only when every reason is gone.
     """
 
-    __slots__ = ("_drain_waiter", "closed", "read_pause_reasons", "transport", "write_paused")
+    __slots__ = (
+        "_drain_waiter",
+        "closed",
+        "read_pause_reasons",
+        "transport",
+        "write_paused",
+        "write_stalled_since",
+    )
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self.transport = transport
         self.write_paused = False
+        # When the server's tick first found writing paused; 0.0 while it is not.
+        self.write_stalled_since = 0.0
         self.closed = False
         self.read_pause_reasons = 0
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -45,7 +54,23 @@ class FlowControl:
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_stalled_since = 0.0
         self._wake_writer()
+
+    def write_stalled_for(self, timeout: float, now: float) -> bool:
+        """From the server's tick: whether the peer has taken none of the output for
+        ``timeout`` seconds (``timeout_response_write``) while writers wait on it.
+
+        Backpressure keeps the buffered output bounded; this frees the connection and the
+        app's task from a peer that never reads (slow read, zero window). The clock starts
+        at the first tick that finds writing paused and restarts whenever the peer reads.
+        """
+        if not self.write_paused:
+            return False
+        if not self.write_stalled_since:
+            self.write_stalled_since = now
+            return False
+        return now - self.write_stalled_since >= timeout
 
     def connection_lost(self) -> None:
         self.closed = True

@@ -22,9 +22,15 @@ from hasten.config import Config
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
 # in brackets or a reg-name (unreserved, pct-encoded, sub-delims). No userinfo, no path,
 # no whitespace.
-_is_valid_host: Final = re.compile(
+_matches_host: Final = re.compile(
     rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?"
 ).fullmatch
+# RFC 9110 §9.1: method = token (RFC 9110 §5.6.2). llhttp checks an HTTP/1.1 request line;
+# HTTP/2's :method is checked with this.
+_is_token: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+# RFC 9112 §3.2 / RFC 3986 §2: a request-target is visible ASCII (no SP, controls, DEL or
+# bytes above 0x7E). llhttp refuses the others on HTTP/1.1; HTTP/2's :path is checked here.
+_has_non_target_byte: Final = re.compile(rb"[^\x21-\x7e]").search
 _CHUNKED: Final = b"chunked"
 _OWS: Final = b" \t"
 # The fields check_fields reads; a request whose only one is a known valid Host has nothing
@@ -112,9 +118,34 @@ def check_request_target(method: bytes, target: bytes) -> None:
         # RFC 9112 §3.2.4: the asterisk-form is only for a server-wide OPTIONS.
         if method != b"OPTIONS":
             raise HTTPRequestError(400, "asterisk-form target outside OPTIONS")
-    elif target.find(b"#") >= 0:  # bytes.find is cheaper than `in` for one byte
+    else:
+        _check_no_fragment(target)
+
+
+def _check_no_fragment(target: bytes) -> None:
+    if target.find(b"#") >= 0:  # bytes.find is cheaper than `in` for one byte
         # RFC 9112 §3.2: a fragment is never part of the request-target.
         raise HTTPRequestError(400, "fragment in the request target")
+
+
+def check_method(method: bytes) -> None:
+    """RFC 9110 §9.1: a method is a token (what llhttp enforces on HTTP/1.1)."""
+    if _is_token(method) is None:
+        raise HTTPRequestError(400, "the method is not a token")
+
+
+def check_target_bytes(target: bytes) -> None:
+    """RFC 9112 §3.2 / RFC 3986: visible ASCII (what llhttp enforces on HTTP/1.1), and no
+    fragment."""
+    if _has_non_target_byte(target) is not None:
+        raise HTTPRequestError(400, "a control, space or non-ASCII byte in the request target")
+    _check_no_fragment(target)
+
+
+def check_host(value: bytes) -> None:
+    """RFC 9110 §7.2 / RFC 3986 §3.2.2: ``uri-host [ ":" port ]``, nothing else."""
+    if not is_valid_host(value):
+        raise HTTPRequestError(400, "invalid host")
 
 
 def absolute_form_authority(target: bytes) -> bytes | None:
@@ -174,11 +205,11 @@ def check_fields(
         raise HTTPRequestError(400, "more than one Host header field")
     if hosts == 1:
         host = headers[host_index][1]
-        if host not in _known_valid_hosts and not _is_known_valid_host(host):
+        if host not in _known_valid_hosts and not is_valid_host(host):
             raise HTTPRequestError(400, "invalid Host header field")
         if authority is not None:
             # RFC 9110 §4.2.4: userinfo in the target is an error, like any invalid host.
-            if not _is_known_valid_host(authority):
+            if not is_valid_host(authority):
                 raise HTTPRequestError(400, "invalid authority in the request target")
             headers[host_index] = (b"host", authority)
     elif http_version == "1.1":
@@ -188,10 +219,11 @@ def check_fields(
     return expects_continue
 
 
-def _is_known_valid_host(value: bytes) -> bool:
+def is_valid_host(value: bytes) -> bool:
+    """Whether ``value`` is a valid Host (or :authority); valid ones are remembered."""
     if value in _known_valid_hosts:
         return True
-    if _is_valid_host(value) is None:
+    if _matches_host(value) is None:
         return False
     if len(_known_valid_hosts) >= _KNOWN_VALID_HOSTS_MAX:
         _known_valid_hosts.clear()

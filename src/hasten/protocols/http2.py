@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
 
 import h2.config
 import h2.connection
@@ -21,7 +21,7 @@ import h2.settings
 from h2.connection import ConnectionState
 from h2.errors import ErrorCodes
 from hpack import HPACKError, OversizedHeaderListError
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
@@ -49,6 +49,10 @@ SWITCHING_PROTOCOLS = (
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
+# Response bytes queued in h2 past which they are written at once instead of at the end of
+# the loop turn: an app that sends without ever yielding (a client with wide-open windows)
+# then meets the transport's backpressure instead of growing h2's buffer without end.
+_FLUSH_NOW_SIZE: Final = 64 * 1024
 _RESETS_A_CLIENT_CAN_PROVOKE = frozenset(
     {ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR}
 )
@@ -68,6 +72,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "flush_scheduled",
         "goaway_sent",
         "h2",
+        "h2_receive_frame",
         "idle_since",
         "limits",
         "lingering",
@@ -75,9 +80,11 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "scheme",
         "scope_base",
         "server",
+        "silent_frames",
         "state",
         "streams",
         "transport",
+        "unflushed",
         "upgrade_body_left",
     )
 
@@ -89,6 +96,8 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.goaway_sent = False
         self.lingering = False
         self.flush_scheduled = False
+        # DATA payload bytes handed to h2 since the last flush.
+        self.unflushed = 0
         self.upgrade_body_left = 0
         self.idle_since = 0.0
         self.default_block = b""
@@ -115,6 +124,12 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         # RFC 9113 §10.5.1 / RFC 7541 §7: the decoded header list is capped while it is
         # decoded (HPACK bomb, CVE-2016-6581), from the first request on.
         machine.decoder.max_header_list_size = limits.max_header_list_size
+        # Frames h2 deals with itself and reports no event for (DATA or WINDOW_UPDATE on a
+        # closed stream, answered with RST_STREAM or nothing; SETTINGS ACKs...) are counted
+        # as they pass, so that they spend the control budget like every other frame.
+        self.silent_frames = 0
+        self.h2_receive_frame: Callable[[Frame], list[h2.events.Event]] = machine._receive_frame
+        vars(machine)["_receive_frame"] = self._receive_frame
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
@@ -156,6 +171,10 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.state.connections.discard(self)
         self.flow.connection_lost()
         for stream in self.streams.values():
+            if stream.disconnected:
+                # Already told (a stall timeout): its send() raises, its receive() returns
+                # the disconnect, and it ends itself, as over HTTP/1.1.
+                continue
             stream.client_gone()
             if not stream.response_complete:
                 stream.cancel()
@@ -186,6 +205,11 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             # Otherwise h2 has queued the GOAWAY with the error code RFC 9113 asks for.
             self._close_after_goaway()
             return
+        if self.silent_frames:
+            silent, self.silent_frames = self.silent_frames, 0
+            if not self.control_budget.spend(self.state.loop.time(), silent):
+                self._enhance_your_calm("too many frames on closed streams or without effect")
+                return
         handlers = _EVENT_HANDLERS
         for event in events:
             handler = handlers.get(type(event))
@@ -196,6 +220,13 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         if self._header_block_too_large():
             return
         self.flush()
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        """h2's own handling of one frame, counting those it reports nothing for."""
+        events = self.h2_receive_frame(frame)
+        if not events:
+            self.silent_frames += 1
+        return events
 
     def _header_block_too_large(self) -> bool:
         """RFC 9113 §10.5.1: a header block still arriving in CONTINUATION frames is capped
@@ -380,6 +411,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         error_logger.debug("HTTP/2 client at %s sent GOAWAY (%s)", self.client, event.error_code)
+        self._spend_control()
         self.closing = True
         if not self.streams:
             self.close_transport()
@@ -414,7 +446,9 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         Stream apps run as tasks, often many in one turn (a client keeps dozens of streams
         in flight): their responses then leave in one write instead of one write each.
         """
-        if not self.flush_scheduled:
+        if self.unflushed >= _FLUSH_NOW_SIZE:
+            self.flush()
+        elif not self.flush_scheduled:
             self.flush_scheduled = True
             self.state.loop.call_soon(self._scheduled_flush)
 
@@ -424,6 +458,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def flush(self) -> None:
         """Write whatever h2 has queued, in one write."""
+        self.unflushed = 0
         data = self.h2.data_to_send()
         if data and not (self.lingering or self.transport.is_closing()):
             self.transport.write(data)
@@ -525,12 +560,22 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def close_if_idle_since_before(self, deadline: float) -> None:
         """The server's once-a-second tick: close an idle connection, and reset the streams
-        stalled on the client for longer than ``h2_timeout_stalled_stream``."""
+        stalled on the client for longer than ``h2_timeout_stalled_stream``, and drop a client
+        that has read nothing for ``timeout_response_write``."""
+        now = self.state.loop.time()
+        if self.flow.write_stalled_for(self.state.timeout_response_write, now):
+            error_logger.debug("HTTP/2 client stopped reading; closing the connection.")
+            # Every app learns of it as a disconnect (its send() raises ClientDisconnected):
+            # a reset or GOAWAY would wait in the same unread buffer.
+            for stream in list(self.streams.values()):
+                stream.client_gone()
+            self.abort()
+            return
         if not self.streams:
             if self.idle_since and self.idle_since <= deadline:
                 self.shutdown()
             return
-        stalled_before = self.state.loop.time() - self.limits.timeout_stalled_stream
+        stalled_before = now - self.limits.timeout_stalled_stream
         for stream in list(self.streams.values()):
             since = stream.stalled_since()
             if since is not None and since <= stalled_before:
@@ -624,6 +669,7 @@ _EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
     h2.events.RemoteSettingsChanged: H2Connection._on_settings,
     h2.events.PingReceived: H2Connection._on_control_frame,
     h2.events.PingAckReceived: H2Connection._on_control_frame,
+    h2.events.SettingsAcknowledged: H2Connection._on_control_frame,
     h2.events.PriorityUpdated: H2Connection._on_control_frame,
     h2.events.UnknownFrameReceived: H2Connection._on_control_frame,
     h2.events.ConnectionTerminated: H2Connection._on_goaway,

@@ -11,7 +11,11 @@ resets that stream alone. Pure functions, no I/O.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Final, NamedTuple
+
+from hasten.asgi import HTTPRequestError
+from hasten.protocols.h1_checks import check_host, check_method, check_target_bytes
 
 # RFC 9113 §8.2.1: a field name is a lowercase token (no uppercase, controls, SP or colon).
 _is_lowercase_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
@@ -22,6 +26,15 @@ _PSEUDO_FIELDS = frozenset({b":method", b":scheme", b":path", b":authority", b":
 _CONNECTION_SPECIFIC = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
 )
+
+# RFC 9113 §8.3.1: the request line's parts as pseudo-header fields, held to HTTP/1.1's rules
+# for them (token method, RFC 3986 target without fragment, valid host) by the same checks.
+_REQUEST_LINE_CHECKS: Final[dict[bytes, Callable[[bytes], None]]] = {
+    b":method": check_method,
+    b":path": check_target_bytes,
+    b":authority": check_host,
+    b"host": check_host,
+}
 
 # Clients send the same fields request after request (HPACK exists because they do): a pair
 # already found valid is a set lookup instead of two regex matches. Bounded by clearing.
@@ -108,6 +121,12 @@ def check_trailer_fields(fields: list[tuple[bytes, bytes]]) -> None:
 def _check_field(name: bytes, value: bytes) -> None:
     if _is_bad_value(value) is not None:
         raise MalformedRequest(f"invalid value of {name!r}")
+    check = _REQUEST_LINE_CHECKS.get(name)
+    if check is not None:
+        try:
+            check(value)
+        except HTTPRequestError as exc:
+            raise MalformedRequest(f"invalid {name!r}: {exc}") from None
     if name[:1] == b":":
         if name not in _PSEUDO_FIELDS:
             raise MalformedRequest(f"unknown pseudo-header field {name!r}")

@@ -354,6 +354,7 @@ class H2Stream:
         """One DATA frame, which the windows have room for."""
         conn = self.conn
         conn.h2.send_data(self.stream_id, chunk, end_stream=end_stream)
+        conn.unflushed += len(chunk)
         self.progress_at = conn.state.loop.time()
         if len(chunk) >= _USEFUL_FRAME_SIZE or end_stream:
             conn.control_budget.earn(2)

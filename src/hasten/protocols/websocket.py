@@ -230,4 +230,10 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         self.websocket.shutdown()
 
     def close_if_idle_since_before(self, deadline: float) -> None:
-        """A WebSocket is never idle in the keep-alive sense; its pings watch the peer."""
+        """A WebSocket is never idle in the keep-alive sense; its pings watch the peer. A
+        peer that reads nothing for ``timeout_response_write`` is dropped: the app's send()
+        raises ClientDisconnected and its receive() returns the disconnect (1006)."""
+        state = self.state
+        if self.flow.write_stalled_for(state.timeout_response_write, state.loop.time()):
+            error_logger.debug("WebSocket peer stopped reading; closing the connection.")
+            self.transport.abort()

@@ -21,11 +21,11 @@ import os
 from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 
 from websockets.datastructures import Headers
 from websockets.exceptions import ProtocolError
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
@@ -38,6 +38,18 @@ from hasten.state import ServerState
 
 # The only thing that matters in a ping's payload is that pongs to older pings don't match.
 _PING_PAYLOAD_SIZE = 4
+# websockets' own serve() defaults for permessage-deflate (RFC 7692): 4 KiB windows both
+# ways and memLevel 5, about 21 KiB of zlib state per connection instead of 87 KiB at zlib's
+# defaults. Factories hold no per-connection state: one list serves every connection.
+_DEFLATE: Final = enable_server_permessage_deflate(None)
+# Deflate's largest expansion (zlib technical details: 1032:1). Compressed input is handed to
+# websockets in slices that cannot inflate past the room left in the queue...
+_DEFLATE_MAX_RATIO: Final = 1032
+# ...but never smaller than this, which bounds the overshoot to about 1 MiB.
+_MIN_COMPRESSED_SLICE: Final = 1024
+# Fragments of one message: RFC 6455 §5.4 puts no limit on them, but each is kept until the
+# message ends; past this the message is "too big to process", RFC 6455 §7.4.1's 1009.
+MAX_FRAGMENTS: Final = 4096
 
 # Where the connection is: HTTP until the app accepts or denies, then frames or the
 # app's own HTTP response, then over.
@@ -53,6 +65,7 @@ class WebSocketSettings:
 
     max_size: int
     max_queue: int
+    max_queue_bytes: int
     ping_interval: float | None
     ping_timeout: float | None
     per_message_deflate: bool
@@ -62,6 +75,7 @@ class WebSocketSettings:
         return cls(
             max_size=config.ws_max_size,
             max_queue=config.ws_max_queue,
+            max_queue_bytes=config.ws_max_queue_bytes,
             ping_interval=config.ws_ping_interval,
             ping_timeout=config.ws_ping_timeout,
             per_message_deflate=config.ws_per_message_deflate,
@@ -93,7 +107,7 @@ class _ServerProtocol(ServerProtocol):
 def frame_protocol(settings: WebSocketSettings) -> ServerProtocol:
     """websockets' sans-I/O server side, already open: the handshake is the caller's."""
     return _ServerProtocol(
-        extensions=[ServerPerMessageDeflateFactory()] if settings.per_message_deflate else None,
+        extensions=_DEFLATE if settings.per_message_deflate else None,
         state=OPEN,
         max_size=settings.max_size,
         logger=_protocol_logger,
@@ -161,7 +175,9 @@ class WebSocketConnection:
     """One WebSocket: frames from websockets' ``ServerProtocol`` in, ASGI messages out.
 
     Incoming messages queue in ``incoming`` for the app's ``receive()``; once
-    ``ws_max_queue`` are waiting the channel stops reading. The app's ``send()`` waits
+    ``ws_max_queue`` messages or ``ws_max_queue_bytes`` bytes are waiting, the bytes still
+    arriving are held unparsed in ``unread`` (so not decompressed either) and the channel
+    stops reading, until the app takes enough. The app's ``send()`` waits
     while the peer does not read what it was sent.
     """
 
@@ -173,15 +189,18 @@ class WebSocketConnection:
         "early_bytes",
         "handshake_headers",
         "incoming",
+        "incoming_sizes",
         "message_parts",
         "phase",
         "ping_timer",
         "pong_timer",
         "protocol",
+        "queued_bytes",
         "scope",
         "settings",
         "state",
         "text_decoder",
+        "unread",
         "waiter",
     )
 
@@ -203,6 +222,11 @@ class WebSocketConnection:
         self.phase = _HANDSHAKE
         self.connect_delivered = False
         self.incoming: deque[Message] = deque()
+        # The payload size of each queued message, and their sum.
+        self.incoming_sizes: deque[int] = deque()
+        self.queued_bytes = 0
+        # Bytes from the peer held back, unparsed, while the queue is full.
+        self.unread = bytearray()
         self.disconnect: Message | None = None
         self.waiter: asyncio.Future[None] | None = None
         # Bytes the client sent before it was answered (RFC 6455 §4.1 says it must not);
@@ -231,8 +255,47 @@ class WebSocketConnection:
             return
         if self.phase != _OPEN:
             return
-        self.protocol.receive_data(data)
-        self._handle_events()
+        if self.unread or self._queue_full():
+            self.unread += data
+            self.channel.pause_reading()
+            return
+        self._parse(data)
+
+    def _queue_full(self) -> bool:
+        return self.disconnect is None and (
+            self.queued_bytes >= self.settings.max_queue_bytes
+            or len(self.incoming) >= self.settings.max_queue
+        )
+
+    def _parse(self, data: bytes) -> None:
+        """Hand ``data`` to websockets in slices the queue has room for; what is left when it
+        fills waits in ``unread``, and the channel stops reading."""
+        protocol = self.protocol
+        while data and self.phase == _OPEN:
+            if self._queue_full():
+                self.unread += data
+                self.channel.pause_reading()
+                return
+            room = self.settings.max_queue_bytes - self.queued_bytes
+            if protocol.extensions:
+                # permessage-deflate: a few bytes can become a whole message.
+                room = max(room // _DEFLATE_MAX_RATIO, _MIN_COMPRESSED_SLICE)
+            if len(data) <= room:
+                chunk, data = data, b""
+            else:
+                chunk, data = data[:room], data[room:]
+            protocol.receive_data(chunk)
+            self._handle_events()
+
+    def _read_unread(self) -> None:
+        """The app made room in the queue: parse what was held, then read the channel again
+        if that left room."""
+        if self.unread:
+            data = bytes(self.unread)
+            self.unread.clear()
+            self._parse(data)
+        if not self.unread and not self._queue_full():
+            self.channel.resume_reading()
 
     def receive_eof(self) -> None:
         """The peer will send nothing more (an open WebSocket's peer ends after its close)."""
@@ -281,10 +344,12 @@ class WebSocketConnection:
         try:
             if opcode is not Opcode.CONT and frame.fin:
                 # The common case, a message in one frame, needs no reassembly.
+                size = len(frame.data)
                 if opcode is Opcode.TEXT:
-                    self._queue({"type": "websocket.receive", "text": str(frame.data, "utf-8")})
+                    text = str(frame.data, "utf-8")
+                    self._queue({"type": "websocket.receive", "text": text}, size)
                 else:
-                    self._queue({"type": "websocket.receive", "bytes": bytes(frame.data)})
+                    self._queue({"type": "websocket.receive", "bytes": bytes(frame.data)}, size)
                 return True
             if opcode is Opcode.TEXT:
                 self.text_decoder = codecs.getincrementaldecoder("utf-8")()
@@ -298,21 +363,32 @@ class WebSocketConnection:
             self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
             self._set_disconnect(CloseCode.INVALID_DATA, "")
             return False
-        self.message_parts.append(part)
+        parts = self.message_parts
+        parts.append(part)
         if frame.fin:
-            parts, self.message_parts = self.message_parts, []
+            self.message_parts = []
             if decoder is None:
-                self._queue({"type": "websocket.receive", "bytes": b"".join(parts)})
+                data = b"".join(parts)
+                self._queue({"type": "websocket.receive", "bytes": data}, len(data))
             else:
-                self._queue({"type": "websocket.receive", "text": "".join(parts)})
+                text = "".join(parts)
+                self._queue({"type": "websocket.receive", "text": text}, len(text))
+        elif len(parts) >= MAX_FRAGMENTS:
+            # Empty fragments add nothing to websockets' size count, only to this list.
+            self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+            self._set_disconnect(CloseCode.MESSAGE_TOO_BIG, "")
+            return False
         return True
 
-    def _queue(self, message: Message) -> None:
-        """Hand a message to the app's ``receive()``; a full queue stops the reading."""
+    def _queue(self, message: Message, size: int) -> None:
+        """Hand a message of ``size`` payload bytes to the app's ``receive()``; a full queue
+        stops the reading."""
         if self.disconnect is None:
             # Once the app has been told the connection is over, nothing is queued.
             self.incoming.append(message)
-            if len(self.incoming) >= self.settings.max_queue:
+            self.incoming_sizes.append(size)
+            self.queued_bytes += size
+            if self._queue_full():
                 self.channel.pause_reading()
             self._wake()
 
@@ -395,7 +471,9 @@ class WebSocketConnection:
         so that its close frame is seen."""
         self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
         self.incoming.clear()
-        self.channel.resume_reading()
+        self.incoming_sizes.clear()
+        self.queued_bytes = 0
+        self._read_unread()
 
     def _app_failed(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError):
@@ -427,8 +505,9 @@ class WebSocketConnection:
                 self.waiter = None
         if self.incoming:
             message = self.incoming.popleft()
-            if len(self.incoming) < self.settings.max_queue:
-                self.channel.resume_reading()
+            self.queued_bytes -= self.incoming_sizes.popleft()
+            if not self._queue_full():
+                self._read_unread()
             return message
         assert self.disconnect is not None
         return self.disconnect
@@ -529,8 +608,8 @@ class WebSocketConnection:
         early, self.early_bytes = bytes(self.early_bytes), bytearray()
         if early:
             self.receive_data(early)
-        if len(self.incoming) < self.settings.max_queue:
-            self.channel.resume_reading()
+        if not self._queue_full():
+            self._read_unread()
 
     def _send_data(self, message: MutableMapping[str, Any]) -> None:
         text = message.get("text")
@@ -558,6 +637,8 @@ class WebSocketConnection:
             self.channel.refuse(503)
         elif self.phase == _OPEN:
             self._close(CloseCode.GOING_AWAY)
-            # Read again even if the app's queue is full: the peer's answer must be seen.
-            self.channel.resume_reading()
         self._set_disconnect(CloseCode.GOING_AWAY, "")
+        if self.phase == _OPEN:
+            # Read again even if the app's queue is full: the peer's answer must be seen
+            # (nothing more is queued once the app has been told).
+            self._read_unread()
