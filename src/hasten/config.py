@@ -222,8 +222,8 @@ class Config:
     )
     metrics_bind: str | None = setting(
         None,
-        "Serve Prometheus metrics, summed over the workers, on HOST:PORT/metrics "
-        "(needs hasten[metrics]).",
+        "Serve Prometheus metrics, summed over the workers, on HOST:PORT/metrics; :PORT "
+        "listens on 127.0.0.1 only (needs hasten[metrics]).",
         metavar="HOST:PORT",
     )
     reload: bool = setting(
