@@ -43,13 +43,15 @@ def setting(
     metavar: str | None = None,
     env: str | None = None,
     option: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """Declare a setting: a dataclass field whose metadata drives the CLI and the docs.
 
     ``flag`` makes a boolean ``--name/--no-name`` pair; ``multiple`` a repeatable option;
     ``env`` names a legacy environment variable read when the option is not given;
     ``option`` names the command-line option when it differs from the field (uvicorn's
-    ``headers`` setting is ``--header``).
+    ``headers`` setting is ``--header``); ``secret`` masks the value wherever hasten shows it
+    (``--print-config``, error messages) and keeps it off child processes' command lines.
     """
     metadata = {
         "help": help,
@@ -59,6 +61,7 @@ def setting(
         "metavar": metavar,
         "env": env,
         "option": option,
+        "secret": secret,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -255,7 +258,12 @@ class Config:
     ssl_keyfile: str | None = setting(
         None, "The private key of --ssl-certfile (PEM), if not in that file.", metavar="PATH"
     )
-    ssl_keyfile_password: str | None = setting(None, "Password of an encrypted --ssl-keyfile.")
+    ssl_keyfile_password: str | None = setting(
+        None,
+        "Password of an encrypted --ssl-keyfile; give it by environment or config file, since "
+        "a command line is visible to every local user.",
+        secret=True,
+    )
     ssl_ca_certs: str | None = setting(
         None, "CA certificates (PEM) that client certificates are verified against.", metavar="PATH"
     )

@@ -8,6 +8,7 @@ loop: its error is shown once and the reloader waits for the next change.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -59,21 +60,27 @@ class ReloadFilter:
         return any(fnmatch.fnmatch(candidate.name, pattern) for pattern in self.include)
 
 
-def _child_command(config: Config, fds: Sequence[int]) -> list[str]:
+def _child_payload(config: Config, fds: Sequence[int]) -> bytes:
     settings = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
     settings.update(reload=False, fd=None)
-    payload = json.dumps({"settings": settings, "fds": list(fds)})
+    return json.dumps({"settings": settings, "fds": list(fds)}).encode()
+
+
+def _child_command(settings_fd: int) -> list[str]:
+    # Only the number of the pipe the settings come through: argv is visible to every local
+    # user (ps, /proc/PID/cmdline), and the settings may hold secrets.
     return [
         sys.executable,
         "-c",
         "from hasten.supervisors.reload import child_main; child_main()",
-        payload,
+        str(settings_fd),
     ]
 
 
 def child_main() -> None:
-    """Entry point of a reloaded server process: settings and socket fds come on argv."""
-    payload: dict[str, Any] = json.loads(sys.argv[1])
+    """Entry point of a reloaded server process: settings and socket fds come by a pipe."""
+    with open(int(sys.argv[1]), "rb") as settings_pipe:
+        payload: dict[str, Any] = json.loads(settings_pipe.read())
     config = Config(**payload["settings"])
     config.configure_logging()
     sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
@@ -165,7 +172,14 @@ class Reloader:
             self.child.kill()
 
     def _start(self, config: Config, fds: Sequence[int]) -> None:
-        self.child = subprocess.Popen(_child_command(config, fds), pass_fds=fds)
+        read_end, write_end = os.pipe()
+        with open(write_end, "wb") as settings_pipe:
+            try:
+                self.child = subprocess.Popen(_child_command(read_end), pass_fds=[*fds, read_end])
+            finally:
+                os.close(read_end)
+            with contextlib.suppress(BrokenPipeError):  # the child died before reading
+                settings_pipe.write(_child_payload(config, fds))
 
     def _stop_child(self) -> None:
         child = self.child
