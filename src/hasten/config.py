@@ -81,6 +81,12 @@ class Config:
     host: str = setting("127.0.0.1", "Bind the socket to this host.")
     port: int = setting(8000, "Bind the socket to this port; 0 picks a free port.")
     uds: str | None = setting(None, "Bind to this Unix domain socket.", metavar="PATH")
+    uds_mode: str = setting(
+        "666",
+        "Permissions of the --uds socket file, in octal; 666 lets every local user connect "
+        "(tighten it to 660 or 600, above all with 'unix:' in --forwarded-allow-ips).",
+        metavar="OCTAL",
+    )
     fd: int | None = setting(None, "Serve on an already bound socket, by file descriptor.")
     backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.")
     gc_threshold: int = setting(
@@ -388,6 +394,10 @@ class Config:
             name, sep, _ = header.partition(":")
             if not sep or not name.strip():
                 raise ValueError(f"headers: {header!r} is not NAME:VALUE")
+        if self.uds_mode_bits is None:
+            raise ValueError(
+                f"uds_mode={self.uds_mode!r} is not allowed; use octal permission bits, e.g. 660"
+            )
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ValueError(
                 f"root_path={self.root_path!r} must start with '/' and not end with '/'"
@@ -449,6 +459,15 @@ class Config:
             access_log_format=self.access_log_format,
             log_config=self.log_config,
         )
+
+    @property
+    def uds_mode_bits(self) -> int | None:
+        """``uds_mode`` as permission bits (``"660"``, ``"0660"`` or ``"0o660"``), or None."""
+        digits = self.uds_mode.strip().removeprefix("0o")
+        if not digits or any(char not in "01234567" for char in digits):
+            return None
+        bits = int(digits, 8)
+        return bits if bits <= 0o777 else None
 
     @property
     def log_level_number(self) -> int:
