@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hasten.asgi import ASGIApplication
+from hasten.asgi import ASGIApplication, check_response_header
 from hasten.logs import AccessLogFormat, configure_logging
 from hasten.metrics import parse_bind
 from hasten.proxy import TrustedProxies
@@ -391,9 +391,17 @@ class Config:
                 f"forwarded_allow_ips={self.forwarded_allow_ips!r} is not allowed: {exc}"
             ) from None
         for header in self.headers:
-            name, sep, _ = header.partition(":")
+            name, sep, value = header.partition(":")
             if not sep or not name.strip():
                 raise ValueError(f"headers: {header!r} is not NAME:VALUE")
+            try:
+                # The check every response header an app sends gets: CR or LF would let the
+                # value end the header line and start another (response splitting).
+                check_response_header(
+                    name.strip().encode("latin-1"), value.strip(" \t").encode("latin-1")
+                )
+            except (RuntimeError, UnicodeEncodeError) as exc:
+                raise ValueError(f"headers: {header!r} is not allowed: {exc}") from None
         if self.uds_mode_bits is None:
             raise ValueError(
                 f"uds_mode={self.uds_mode!r} is not allowed; use octal permission bits, e.g. 660"
