@@ -110,17 +110,18 @@ class WorkerSupervisor:
     _retire_queue: collections.deque[int] = field(default_factory=collections.deque)
     _signals: collections.deque[int] = field(default_factory=collections.deque)
     _metrics: MetricsEndpoint | None = None
+    # --reuse-port: the bound, not listening socket that holds the port for the workers' own.
+    _reserved: socket.socket | None = None
 
     def run(self) -> int:
         """Bind (unless given sockets), supervise until stopped, return the exit status."""
         config = self.config
         self._target = config.workers
-        reserved: socket.socket | None = None
         use_reuse_port = config.reuse_port and config.uds is None and config.fd is None
         try:
             if not self.sockets and use_reuse_port:
-                reserved = _reserve_port(config)
-                self.config = dataclasses.replace(config, port=reserved.getsockname()[1])
+                self._reserved = _reserve_port(config)
+                self.config = dataclasses.replace(config, port=self._reserved.getsockname()[1])
             elif not self.sockets:
                 self.sockets = [bind_socket(config)]
             if config.metrics_bind is not None:
@@ -153,8 +154,8 @@ class WorkerSupervisor:
             self._selector.close()
             wake_reader.close()
             wake_writer.close()
-            if reserved is not None:
-                reserved.close()
+            if self._reserved is not None:
+                self._reserved.close()
             if self._metrics is not None:
                 self._metrics.close()
         error_logger.info("Stopped supervisor process [%d]", os.getpid())
@@ -216,6 +217,8 @@ class WorkerSupervisor:
         self._selector.close()
         if self._metrics is not None:
             self._metrics.close_sockets()
+        if self._reserved is not None:
+            self._reserved.close()  # a worker that kept it would hold the port after us
         for sock in self._wake_sockets:
             sock.close()
         for handle in self.workers.values():
