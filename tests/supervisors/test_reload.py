@@ -117,3 +117,22 @@ def test_reloaded_server_gets_its_settings_off_its_command_line(app_dir: Path) -
         command_line = Path(f"/proc/{server_pid(running)}/cmdline").read_bytes()
         assert get_body(running) == b"v1"
     assert secret.encode() not in command_line
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_server_exits_when_the_reloader_is_killed(app_dir: Path) -> None:
+    with reloading(app_dir) as running:
+        server = server_pid(running)
+        assert get_body(running) == b"v1"
+        running.process.kill()
+        deadline = time.monotonic() + 10
+        while not exited(server):
+            assert time.monotonic() < deadline, "the server outlived its reloader"
+            time.sleep(0.02)

@@ -9,6 +9,7 @@ loop: its error is shown once and the reloader waits for the next change.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import fnmatch
 import json
@@ -36,6 +37,7 @@ DEFAULT_INCLUDE = ("*.py",)
 # How often the watcher returns control, to notice a child that exited on its own.
 _WATCH_TIMEOUT_MS = 500
 _STOP_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ReloadFilter:
@@ -63,7 +65,7 @@ class ReloadFilter:
 def _child_payload(config: Config, fds: Sequence[int]) -> bytes:
     settings = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
     settings.update(reload=False, fd=None)
-    return json.dumps({"settings": settings, "fds": list(fds)}).encode()
+    return json.dumps({"settings": settings, "fds": list(fds), "reloader": os.getpid()}).encode()
 
 
 def _child_command(settings_fd: int) -> list[str]:
@@ -81,6 +83,7 @@ def child_main() -> None:
     """Entry point of a reloaded server process: settings and socket fds come by a pipe."""
     with open(int(sys.argv[1]), "rb") as settings_pipe:
         payload: dict[str, Any] = json.loads(settings_pipe.read())
+    exit_with_parent(payload["reloader"])
     config = Config(**payload["settings"])
     config.configure_logging()
     sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
@@ -95,6 +98,20 @@ def child_main() -> None:
         config = dataclasses.replace(config, app=app, factory=False)
         sys.exit(WorkerSupervisor(config, sockets).run())
     sys.exit(run_worker(config, sockets))
+
+
+def exit_with_parent(reloader_pid: int) -> None:
+    """Have the kernel send SIGTERM to this process when the reloader dies, even by SIGKILL,
+    so a server never keeps serving old code unwatched (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            error_logger.warning(
+                "Cannot tie the server to the reloader: %s", os.strerror(ctypes.get_errno())
+            )
+    if os.getppid() != reloader_pid:  # it died before the request above took effect
+        error_logger.warning("The reloader [%d] is gone; exiting", reloader_pid)
+        sys.exit(0)
 
 
 class Reloader:
