@@ -281,3 +281,14 @@ def test_ipv6_host_is_served_and_logged_in_brackets() -> None:
     with hasten_process("cli_target:app", "--host", "::1", "--port", "0") as running:
         assert "Listening on http://[::1]:" in running.wait_for_line("Listening on")
         assert httpx.get(f"http://[::1]:{running.port}/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["X-Evil:a\r\nSet-Cookie: session=forged", "X-Evil:a\nb", "X-Evil:a\rb", "X\r\nEvil:a"],
+)
+def test_header_option_with_cr_or_lf_is_refused_at_startup(header: str) -> None:
+    result = run_to_exit("cli_target:app", "--port", "0", "--header", header, timeout=10)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "headers:" in result.stderr
+    assert "Listening on" not in result.stdout + result.stderr

@@ -212,3 +212,22 @@ def test_env_file_variables_reach_the_app(tmp_path: Path) -> None:
         with RawClient(sock) as client:
             client.send(request(headers={"Connection": "close"}))
             assert client.read_response().body == b"hello from the env file"
+
+
+def test_print_config_masks_secret_settings(tmp_path: Path) -> None:
+    result = run_hasten(
+        "main:app", "--ssl-keyfile-password", "s3cret-pass", "--print-config", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "s3cret-pass" not in result.stdout
+    assert any(
+        line.startswith('ssl_keyfile_password = "********"') and "command line" in line
+        for line in result.stdout.splitlines()
+    )
+
+
+def test_a_secret_of_the_wrong_type_is_not_shown_in_the_error(tmp_path: Path) -> None:
+    (tmp_path / "hasten.toml").write_text("ssl_keyfile_password = 12345678\n")
+    with pytest.raises(SettingsError, match=r"ssl_keyfile_password='\*+'") as caught:
+        resolve_settings({}, environ={}, cwd=tmp_path)
+    assert "12345678" not in str(caught.value)

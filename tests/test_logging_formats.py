@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +61,41 @@ def test_json_log_format_writes_one_object_per_line() -> None:
     assert access["http_version"] == "1.1"
     assert isinstance(access["duration_ms"], float)
     assert any(r["logger"] == "hasten.error" and r["level"] == "info" for r in records)
+
+
+PROXIED = ("--proxy-headers", "--forwarded-allow-ips", "*")
+
+
+def test_json_log_escapes_c1_controls_in_a_forwarded_client_address() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--log-format", "json", *PROXIED) as running:
+        headers = {"X-Forwarded-For": "203.0.113.9\x85forged", "Connection": "close"}
+        send(running, request(path="/c1", headers=headers))
+        line = running.wait_for_line('"path": "/c1"')
+    assert "\x85" not in running.output()
+    assert json.loads(line)["client"] == "203.0.113.9\\x85forged:0"
+
+
+def test_access_log_format_escapes_a_forwarded_client_address() -> None:
+    with hasten_process(
+        "proc_pid:app", "--port", "0", "--access-log-format", "{client} {path}", *PROXIED
+    ) as running:
+        headers = {"X-Forwarded-For": "203.0.113.9\x9b31m", "Connection": "close"}
+        send(running, request(path="/csi", headers=headers))
+        line = running.wait_for_line("/csi")
+    assert "\x9b" not in running.output()
+    assert "203.0.113.9\\x9b31m:0 /csi" in line
+
+
+def test_json_log_escapes_c1_controls_in_an_exception() -> None:
+    try:
+        raise ValueError("header \x85forged \u2028line")
+    except ValueError:
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    line = JsonFormatter().format(record)
+    assert "\x85" not in line
+    assert "\u2028" not in line
+    assert "header \x85forged \u2028line" in json.loads(line)["exception"]
 
 
 def test_no_colours_when_not_on_a_terminal() -> None:

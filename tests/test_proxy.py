@@ -46,8 +46,20 @@ def test_right_most_untrusted_forwarded_for_address_is_the_client() -> None:
     assert proxies.client_from_forwarded_for("1.1.1.1, 203.0.113.5, 10.0.0.2") == "203.0.113.5"
 
 
-def test_all_trusted_forwarded_for_gives_the_left_most_address() -> None:
-    assert TrustedProxies("*").client_from_forwarded_for("1.1.1.1, 10.0.0.2") == "1.1.1.1"
+def test_forwarded_for_of_only_listed_proxies_gives_the_left_most_address() -> None:
+    assert TrustedProxies("10.0.0.0/8").client_from_forwarded_for("10.1.1.1, 10.0.0.2") == (
+        "10.1.1.1"
+    )
+
+
+def test_star_never_takes_the_client_supplied_left_most_forwarded_for_entry() -> None:
+    # '*' trusts the peer, not the addresses in the header: the peer saw 203.0.113.5.
+    assert TrustedProxies("*").client_from_forwarded_for("1.1.1.1, 203.0.113.5") == "203.0.113.5"
+
+
+def test_star_with_listed_proxies_walks_past_them() -> None:
+    proxies = TrustedProxies("*, 10.0.0.0/8")
+    assert proxies.client_from_forwarded_for("1.1.1.1, 203.0.113.5, 10.0.0.2") == "203.0.113.5"
 
 
 def test_empty_forwarded_for_gives_no_client() -> None:
@@ -107,6 +119,14 @@ def test_trusted_peer_sets_client_and_scheme_end_to_end() -> None:
     with run_server(scope_reporter, lifespan="off", proxy_headers=True) as server:
         scope = served_scope(server, FORWARDED)
     assert scope == {"client": ["203.0.113.7", 0], "scheme": "https"}
+
+
+def test_star_takes_the_address_the_proxy_saw_end_to_end() -> None:
+    with run_server(
+        scope_reporter, lifespan="off", proxy_headers=True, forwarded_allow_ips="*"
+    ) as server:
+        scope = served_scope(server, {"X-Forwarded-For": "6.6.6.6, 203.0.113.7"})
+    assert scope["client"] == ["203.0.113.7", 0]
 
 
 def test_untrusted_peer_headers_are_ignored_end_to_end() -> None:

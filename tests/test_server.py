@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from hasten import Config
 from tests.harness import (
     HastenProcess,
     RawClient,
@@ -212,3 +214,34 @@ def test_gc_threshold_is_set_once_the_server_starts(option: list[str]) -> None:
         urllib.request.urlopen(running.url, timeout=10) as response,
     ):
         assert response.read().decode() == expected
+
+
+def test_unix_socket_file_bound_since_by_another_instance_is_left_in_place(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "server.sock"
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with run_server(ok, lifespan="off", uds=str(path)):
+            path.unlink()  # another instance starts and binds the same path
+            other.bind(str(path))
+            other.listen()
+            inode = path.stat().st_ino
+        assert path.stat().st_ino == inode
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize(("mode", "bits"), [(None, 0o666), ("600", 0o600), ("0o660", 0o660)])
+def test_uds_mode_sets_the_permissions_of_the_socket_file(
+    tmp_path: Path, mode: str | None, bits: int
+) -> None:
+    path = tmp_path / "server.sock"
+    settings = {} if mode is None else {"uds_mode": mode}
+    with run_server(ok, lifespan="off", uds=str(path), **settings):
+        assert stat.S_IMODE(path.stat().st_mode) == bits
+
+
+def test_uds_mode_that_is_not_octal_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="uds_mode='8'"):
+        Config(app="x:y", uds_mode="8")

@@ -265,3 +265,13 @@ def test_http_h2_speaks_http2_over_tls_without_alpn(certs: Certificates) -> None
     assert answer["http_version"] == "2"
     assert answer["scheme"] == "https"
     assert answer["tls"]["tls_version"] in (0x0303, 0x0304)
+
+
+def test_ca_certs_without_cert_reqs_warns_that_nothing_is_verified(
+    certs: Certificates, captured_errors: list[logging.LogRecord]
+) -> None:
+    settings = {"ssl_certfile": str(certs.server_pem), "ssl_ca_certs": str(certs.ca_pem)}
+    with run_server(tls_app, **settings):
+        pass
+    warnings = [r.getMessage() for r in captured_errors if r.levelno == logging.WARNING]
+    assert any("ssl_cert_reqs is 0" in message for message in warnings), warnings

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hasten.asgi import ASGIApplication
+from hasten.asgi import ASGIApplication, check_response_header
 from hasten.logs import AccessLogFormat, configure_logging
 from hasten.metrics import parse_bind
 from hasten.proxy import TrustedProxies
@@ -43,13 +43,15 @@ def setting(
     metavar: str | None = None,
     env: str | None = None,
     option: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """Declare a setting: a dataclass field whose metadata drives the CLI and the docs.
 
     ``flag`` makes a boolean ``--name/--no-name`` pair; ``multiple`` a repeatable option;
     ``env`` names a legacy environment variable read when the option is not given;
     ``option`` names the command-line option when it differs from the field (uvicorn's
-    ``headers`` setting is ``--header``).
+    ``headers`` setting is ``--header``); ``secret`` masks the value wherever hasten shows it
+    (``--print-config``, error messages) and keeps it off child processes' command lines.
     """
     metadata = {
         "help": help,
@@ -59,6 +61,7 @@ def setting(
         "metavar": metavar,
         "env": env,
         "option": option,
+        "secret": secret,
     }
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
@@ -78,6 +81,12 @@ class Config:
     host: str = setting("127.0.0.1", "Bind the socket to this host.")
     port: int = setting(8000, "Bind the socket to this port; 0 picks a free port.")
     uds: str | None = setting(None, "Bind to this Unix domain socket.", metavar="PATH")
+    uds_mode: str = setting(
+        "666",
+        "Permissions of the --uds socket file, in octal; 666 lets every local user connect "
+        "(tighten it to 660 or 600, above all with 'unix:' in --forwarded-allow-ips).",
+        metavar="OCTAL",
+    )
     fd: int | None = setting(None, "Serve on an already bound socket, by file descriptor.")
     backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.")
     gc_threshold: int = setting(
@@ -227,8 +236,8 @@ class Config:
     )
     metrics_bind: str | None = setting(
         None,
-        "Serve Prometheus metrics, summed over the workers, on HOST:PORT/metrics "
-        "(needs hasten[metrics]).",
+        "Serve Prometheus metrics, summed over the workers, on HOST:PORT/metrics; :PORT "
+        "listens on 127.0.0.1 only (needs hasten[metrics]).",
         metavar="HOST:PORT",
     )
     reload: bool = setting(
@@ -260,7 +269,12 @@ class Config:
     ssl_keyfile: str | None = setting(
         None, "The private key of --ssl-certfile (PEM), if not in that file.", metavar="PATH"
     )
-    ssl_keyfile_password: str | None = setting(None, "Password of an encrypted --ssl-keyfile.")
+    ssl_keyfile_password: str | None = setting(
+        None,
+        "Password of an encrypted --ssl-keyfile; give it by environment or config file, since "
+        "a command line is visible to every local user.",
+        secret=True,
+    )
     ssl_ca_certs: str | None = setting(
         None, "CA certificates (PEM) that client certificates are verified against.", metavar="PATH"
     )
@@ -388,9 +402,21 @@ class Config:
                 f"forwarded_allow_ips={self.forwarded_allow_ips!r} is not allowed: {exc}"
             ) from None
         for header in self.headers:
-            name, sep, _ = header.partition(":")
+            name, sep, value = header.partition(":")
             if not sep or not name.strip():
                 raise ValueError(f"headers: {header!r} is not NAME:VALUE")
+            try:
+                # The check every response header an app sends gets: CR or LF would let the
+                # value end the header line and start another (response splitting).
+                check_response_header(
+                    name.strip().encode("latin-1"), value.strip(" \t").encode("latin-1")
+                )
+            except (RuntimeError, UnicodeEncodeError) as exc:
+                raise ValueError(f"headers: {header!r} is not allowed: {exc}") from None
+        if self.uds_mode_bits is None:
+            raise ValueError(
+                f"uds_mode={self.uds_mode!r} is not allowed; use octal permission bits, e.g. 660"
+            )
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ValueError(
                 f"root_path={self.root_path!r} must start with '/' and not end with '/'"
@@ -452,6 +478,15 @@ class Config:
             access_log_format=self.access_log_format,
             log_config=self.log_config,
         )
+
+    @property
+    def uds_mode_bits(self) -> int | None:
+        """``uds_mode`` as permission bits (``"660"``, ``"0660"`` or ``"0o660"``), or None."""
+        digits = self.uds_mode.strip().removeprefix("0o")
+        if not digits or any(char not in "01234567" for char in digits):
+            return None
+        bits = int(digits, 8)
+        return bits if bits <= 0o777 else None
 
     @property
     def log_level_number(self) -> int:

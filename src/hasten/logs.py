@@ -84,14 +84,17 @@ def load_log_config(path: str) -> None:
         logging.config.fileConfig(path, disable_existing_loggers=False)
 
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\\]")
+# C0, DEL and C1 controls, and the Unicode line and paragraph separators, which log viewers
+# and str.splitlines() take for line breaks.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\\\\]")
 
 
 def _escape_match(match: re.Match[str]) -> str:
     char = match.group()
     if char == "\\":
         return "\\\\"
-    return f"\\x{ord(char):02x}"
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def escape_control_characters(text: str) -> str:
@@ -137,7 +140,7 @@ def log_access(
     )
     access_logger.info(
         '%s - "%s %s HTTP/%s" %d %.1fms',
-        peer,
+        escape_control_characters(peer),  # its host may come from X-Forwarded-For
         escape_control_characters(method),
         escape_control_characters(target),
         http_version,
@@ -165,7 +168,7 @@ class AccessEntry:
     def fields(self) -> dict[str, Any]:
         """The named fields of ``--access-log-format`` (headers excepted), escaped."""
         return {
-            "client": self.client,
+            "client": escape_control_characters(self.client),  # X-Forwarded-For text
             "method": escape_control_characters(self.method),
             "path": escape_control_characters(self.raw_path.decode("latin-1")),
             "query": escape_control_characters(self.query_string.decode("latin-1")),
@@ -246,7 +249,9 @@ _LEVEL_COLOURS = {
     "CRITICAL": "\x1b[1;31m",
 }
 _RESET = "\x1b[0m"
-_LINE_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_LINE_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What json.dumps(ensure_ascii=False) leaves raw yet a terminal or a line splitter acts on.
+_JSON_RAW_CONTROLS = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 def escape_line(text: str) -> str:
@@ -298,4 +303,6 @@ class JsonFormatter(logging.Formatter):
                 document["bytes"] = None
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return json.dumps(document, ensure_ascii=False)
+        line = json.dumps(document, ensure_ascii=False)
+        # Only strings can hold these, so \\uXXXX keeps the same JSON value, in every field.
+        return _JSON_RAW_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", line)

@@ -3,17 +3,21 @@
 Workers record into prometheus_client's multi-process files, in a directory the supervisor
 creates; the supervisor answers scrapes with the sum over all workers, alive or gone, so the
 numbers survive worker restarts. Served from the supervisor's own event loop (no thread),
-one short scrape at a time.
+with non-blocking I/O: a scrape has one deadline for its whole exchange, and only a few are
+served at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import selectors
 import shutil
 import socket
 import tempfile
+import time
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +28,12 @@ if TYPE_CHECKING:
     from hasten.server import Server
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-# A scrape must arrive in one go and quickly: the supervisor handles it in its own loop.
-_SCRAPE_TIMEOUT = 1.0
+# One deadline for a whole scrape, from accept to the answer's last byte, whatever the client
+# does meanwhile (a trickled request head, an answer it never reads).
+SCRAPE_DEADLINE = 5.0
+# Scrapes served at once; a connection beyond them is answered 503 and closed.
+MAX_CONCURRENT_SCRAPES = 8
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _MAX_SCRAPE_REQUEST = 8192
 _SAMPLE_INTERVAL = 1.0
 
@@ -35,7 +43,8 @@ def parse_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"metrics_bind={bind!r} is not allowed; use HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    # Metrics tell an outsider about the service; without a host they stay on this machine.
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _import_prometheus() -> Any:
@@ -111,14 +120,33 @@ class WorkerMetrics:
             await asyncio.sleep(_SAMPLE_INTERVAL)
 
 
+class Scrape:
+    """One scrape connection: the request head read so far, then the answer left to send."""
+
+    __slots__ = ("deadline", "head", "outgoing", "sock")
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.head = b""
+        self.outgoing: bytes | None = None
+
+
 class MetricsEndpoint:
-    """The supervisor's side: the multi-process directory, restarts, and the scrape socket."""
+    """The supervisor's side: the multi-process directory, restarts, and the scrape socket.
+
+    Scrapes are served with non-blocking I/O from the supervisor's own selector (no thread,
+    since the supervisor forks): each event does a bounded amount of work, so no client can
+    hold the loop that checks the workers' health.
+    """
 
     def __init__(self, bind: str) -> None:
         host, port = parse_bind(bind)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.directory = tempfile.mkdtemp(prefix="hasten-metrics-")
+        self.scrapes: dict[socket.socket, Scrape] = {}
+        self._selector: selectors.BaseSelector | None = None
         try:
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.socket.bind((host, port))
@@ -143,46 +171,112 @@ class MetricsEndpoint:
         shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
         error_logger.info("Metrics on http://%s:%d/metrics", shown, bound[1])
 
+    def attach(self, selector: selectors.BaseSelector) -> None:
+        """Serve scrapes from ``selector``: its key's data is a callable taking the event mask."""
+        self._selector = selector
+        selector.register(self.socket, selectors.EVENT_READ, self._accept_waiting)
+
     def worker_exited(self, pid: int) -> None:
         """Drop a dead worker's live gauges (its counters still count)."""
         self._multiprocess.mark_process_dead(pid)
 
-    def answer_scrape(self) -> None:
-        """Accept one connection and answer it: the metrics on GET /metrics, else 404."""
-        try:
-            client, _ = self.socket.accept()
-        except BlockingIOError:
-            return
-        with client:
-            client.settimeout(_SCRAPE_TIMEOUT)
+    def cut_overdue(self, now: float) -> None:
+        """Close every scrape still unfinished at its deadline."""
+        for scrape in [s for s in self.scrapes.values() if now >= s.deadline]:
+            error_logger.debug("Metrics scrape cut: not done within %.0f s", SCRAPE_DEADLINE)
+            self._finish(scrape)
+
+    def _accept_waiting(self, _mask: int) -> None:
+        assert self._selector is not None
+        for _ in range(MAX_CONCURRENT_SCRAPES):
             try:
-                head = b""
-                while b"\r\n\r\n" not in head and len(head) < _MAX_SCRAPE_REQUEST:
-                    chunk = client.recv(4096)
-                    if not chunk:
-                        return
-                    head += chunk
-                request_line = head.split(b"\r\n", 1)[0].split(b" ")
-                if len(request_line) == 3 and request_line[1].split(b"?")[0] == b"/metrics":
-                    body = self._prometheus.generate_latest(self.registry)
-                    status = b"200 OK"
-                    content_type = self._prometheus.CONTENT_TYPE_LATEST.encode("latin-1")
-                else:
-                    body, status, content_type = b"Not Found\n", b"404 Not Found", b"text/plain"
-                client.sendall(
-                    b"HTTP/1.1 "
-                    + status
-                    + b"\r\nContent-Type: "
-                    + content_type
-                    + b"\r\nContent-Length: "
-                    + str(len(body)).encode()
-                    + b"\r\nConnection: close\r\n\r\n"
-                    + body
-                )
+                client, _ = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
-                error_logger.debug("Metrics scrape failed: %s", exc)
+                error_logger.debug("Metrics scrape not accepted: %s", exc)
+                return
+            client.setblocking(False)
+            if len(self.scrapes) >= MAX_CONCURRENT_SCRAPES:
+                with contextlib.suppress(OSError):
+                    client.send(_BUSY)
+                client.close()
+                continue
+            scrape = Scrape(client, time.monotonic() + SCRAPE_DEADLINE)
+            self.scrapes[client] = scrape
+            self._selector.register(
+                client, selectors.EVENT_READ, functools.partial(self._on_event, scrape)
+            )
+
+    def _on_event(self, scrape: Scrape, _mask: int) -> None:
+        try:
+            if scrape.outgoing is None:
+                self._read(scrape)
+            else:
+                self._write(scrape)
+        except OSError as exc:
+            error_logger.debug("Metrics scrape failed: %s", exc)
+            self._finish(scrape)
+
+    def _read(self, scrape: Scrape) -> None:
+        chunk = scrape.sock.recv(4096)
+        if not chunk:
+            self._finish(scrape)
+            return
+        scrape.head += chunk
+        if b"\r\n\r\n" not in scrape.head:
+            if len(scrape.head) >= _MAX_SCRAPE_REQUEST:
+                self._finish(scrape)
+            return
+        scrape.outgoing = self._answer(scrape.head)
+        assert self._selector is not None
+        self._selector.modify(
+            scrape.sock, selectors.EVENT_WRITE, functools.partial(self._on_event, scrape)
+        )
+        self._write(scrape)
+
+    def _write(self, scrape: Scrape) -> None:
+        assert scrape.outgoing is not None
+        sent = scrape.sock.send(scrape.outgoing)
+        scrape.outgoing = scrape.outgoing[sent:]
+        if not scrape.outgoing:
+            self._finish(scrape)
+
+    def _answer(self, head: bytes) -> bytes:
+        """The response to a request head: the metrics on GET /metrics, else 404."""
+        request_line = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(request_line) == 3 and request_line[1].split(b"?")[0] == b"/metrics":
+            body: bytes = self._prometheus.generate_latest(self.registry)
+            status = b"200 OK"
+            content_type: bytes = self._prometheus.CONTENT_TYPE_LATEST.encode("latin-1")
+        else:
+            body, status, content_type = b"Not Found\n", b"404 Not Found", b"text/plain"
+        return (
+            b"HTTP/1.1 "
+            + status
+            + b"\r\nContent-Type: "
+            + content_type
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\nConnection: close\r\n\r\n"
+            + body
+        )
+
+    def _finish(self, scrape: Scrape) -> None:
+        self.scrapes.pop(scrape.sock, None)
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(scrape.sock)
+        scrape.sock.close()
+
+    def close_sockets(self) -> None:
+        """Close the listening socket and every scrape (also what a forked worker does)."""
+        self.socket.close()
+        for sock in list(self.scrapes):
+            sock.close()
+        self.scrapes.clear()
 
     def close(self) -> None:
-        self.socket.close()
+        self.close_sockets()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.directory)

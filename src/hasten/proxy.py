@@ -1,8 +1,11 @@
 """Trusted-proxy handling: the client address and scheme from ``X-Forwarded-*`` headers.
 
 A header is believed only when the peer that sent it is trusted (``--forwarded-allow-ips``).
-For ``X-Forwarded-For`` the list is walked from the right, skipping trusted proxies; the
-first untrusted address is the client (anything further left could be forged by it).
+For ``X-Forwarded-For`` the list is walked from the right, skipping the proxies listed by
+address; the first address that is not one is the client (anything further left could be
+forged by it). ``*`` trusts any peer to be a proxy, but never makes an address inside the
+header a trusted proxy (RFC 7239 §7.4: any hop may have written it), so with ``*`` alone the
+client is the right-most entry: the address the proxy that connected to us saw.
 """
 
 from __future__ import annotations
@@ -45,9 +48,11 @@ class TrustedProxies:
                     self._literals.add(item)
 
     def is_trusted(self, host: str | None) -> bool:
-        """Whether ``host`` (``None`` for a Unix socket peer) may send proxy headers."""
-        if self.trust_all:
-            return True
+        """Whether the peer ``host`` (``None`` for a Unix socket peer) may send proxy headers."""
+        return self.trust_all or self.is_listed(host)
+
+    def is_listed(self, host: str | None) -> bool:
+        """Whether ``host`` is a proxy named by address, CIDR or ``unix:`` (``*`` aside)."""
         if host is None:
             return self.trust_unix
         if host in self._literals:
@@ -61,15 +66,16 @@ class TrustedProxies:
         return any(address in network for network in self._networks)
 
     def client_from_forwarded_for(self, value: str) -> str | None:
-        """The right-most untrusted host of an ``X-Forwarded-For`` value."""
+        """The right-most host of an ``X-Forwarded-For`` value that is not a listed proxy."""
         hosts = [host.strip() for host in value.split(",")]
         hosts = [host for host in hosts if host]
         if not hosts:
             return None
         for host in reversed(hosts):
-            if not self.is_trusted(host):
+            if not self.is_listed(host):
                 return host
-        # Every hop is trusted: the left-most one is the closest we know to the client.
+        # Every hop is a listed proxy, so each entry was vouched for by the trusted hop to its
+        # right: the left-most is the closest we know to the client.
         return hosts[0]
 
 

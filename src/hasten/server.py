@@ -11,6 +11,7 @@ import socket
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import FrameType
 
 from hasten.config import Config
@@ -41,7 +42,9 @@ def bind_socket(config: Config) -> socket.socket:
                 os.unlink(path)  # a stale socket from an earlier run
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
-        os.chmod(path, 0o666)
+        # Before listen(): until then nobody can connect, whatever the mode was.
+        mode = config.uds_mode_bits
+        os.chmod(path, 0o666 if mode is None else mode)
     else:
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -59,6 +62,30 @@ def bind_socket(config: Config) -> socket.socket:
     sock.listen(config.backlog)
     sock.setblocking(False)
     return sock
+
+
+@dataclass(frozen=True)
+class UnixSocketFile:
+    """The socket file a server created, known by its inode: at exit the server removes the
+    path only while it is still that file, not one another instance has bound since."""
+
+    path: str
+    device: int
+    inode: int
+
+    @classmethod
+    def at(cls, path: str) -> UnixSocketFile:
+        info = os.lstat(path)
+        return cls(path, info.st_dev, info.st_ino)
+
+    def remove_if_unchanged(self) -> None:
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if (info.st_dev, info.st_ino) == (self.device, self.inode):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
 
 
 def describe_socket(sock: socket.socket, config: Config) -> str:
@@ -92,7 +119,7 @@ class Server:
         self._should_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_event: asyncio.Event | None = None
-        self._bound_uds: str | None = None
+        self._bound_uds: UnixSocketFile | None = None
         self._serve_task: asyncio.Task[None] | None = None
 
     @property
@@ -187,7 +214,8 @@ class Server:
             adopted = list(sockets)
         else:
             adopted = [bind_socket(config)]
-            self._bound_uds = config.uds if config.fd is None else None
+            if config.uds is not None and config.fd is None:
+                self._bound_uds = UnixSocketFile.at(config.uds)
         for sock in adopted:
             listener = Listener(
                 loop,
@@ -265,8 +293,7 @@ class Server:
         # The socket file this server created would otherwise outlive it; an adopted socket
         # (``--fd``, a supervisor's) belongs to whoever bound it.
         if self._bound_uds is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._bound_uds)
+            self._bound_uds.remove_if_unchanged()
 
     def handle_exit(self, sig: int, frame: FrameType | None = None) -> None:
         """Signal handler: the first signal asks for a graceful exit, the next forces it."""

@@ -52,6 +52,7 @@ class SettingSpec:
     default: Any
     legacy_env: str | None
     option_name: str
+    secret: bool = False
 
     @property
     def env_name(self) -> str:
@@ -93,6 +94,7 @@ def _spec_for(item: dataclasses.Field[Any], annotation: Any) -> SettingSpec:
         default=default,
         legacy_env=item.metadata.get("env"),
         option_name=item.metadata.get("option") or item.name,
+        secret=bool(item.metadata.get("secret")),
     )
 
 
@@ -117,9 +119,18 @@ def _describe_kind(spec: SettingSpec) -> str:
     return allowed
 
 
+MASK = "********"
+
+
+def _shown(spec: SettingSpec, value: Any) -> Any:
+    """``value`` as hasten may show it: a secret setting's value is masked."""
+    return MASK if spec.secret and value is not None else value
+
+
 def _bad_value(spec: SettingSpec, value: Any, source: str) -> SettingsError:
     return SettingsError(
-        f"{spec.name}={value!r} from {source} is not allowed: expected {_describe_kind(spec)}"
+        f"{spec.name}={_shown(spec, value)!r} from {source} is not allowed: expected "
+        f"{_describe_kind(spec)}"
     )
 
 
@@ -325,7 +336,7 @@ def format_effective_settings(resolved: ResolvedSettings) -> str:
     for name in specs:
         if name not in resolved.values:
             continue
-        value = resolved.values[name]
+        value = _shown(specs[name], resolved.values[name])
         text = f"# {name} is not set" if value is None else f"{name} = {_toml_value(value)}"
         entries.append((text, resolved.origins[name]))
     width = max(len(text) for text, _ in entries)

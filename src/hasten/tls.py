@@ -56,6 +56,12 @@ def create_ssl_context(config: Config) -> ServerSSLContext | None:
     context.verify_mode = ssl.VerifyMode(config.ssl_cert_reqs)
     if config.ssl_ca_certs is not None:
         context.load_verify_locations(config.ssl_ca_certs)
+        if config.ssl_cert_reqs == ssl.CERT_NONE:
+            # Not turned on silently: a certificate request makes browsers ask their user.
+            error_logger.warning(
+                "ssl_ca_certs is set but ssl_cert_reqs is 0: no client certificate is asked "
+                "for, so none is verified; set ssl_cert_reqs to 1 (optional) or 2 (required)"
+            )
     if config.ssl_ciphers is not None:
         context.set_ciphers(config.ssl_ciphers)
     context.set_alpn_protocols(alpn_protocols(config.http))

@@ -104,3 +104,35 @@ def test_files_outside_the_include_globs_do_not_reload(app_dir: Path) -> None:
         lines = [line for line in running.lines if "Detected changes" in line]
         assert all(line.split("Detected changes in ")[1].startswith(APP_FILE) for line in lines)
         assert not any("notes.txt" in line or "ignored_module" in line for line in lines)
+
+
+def server_pid(running: HastenProcess) -> int:
+    line = running.wait_for_line("Started server process [")
+    return int(line.split("[", 1)[1].split("]", 1)[0])
+
+
+def test_reloaded_server_gets_its_settings_off_its_command_line(app_dir: Path) -> None:
+    secret = "s3cret-not-for-ps"
+    with reloading(app_dir, "--ssl-keyfile-password", secret) as running:
+        command_line = Path(f"/proc/{server_pid(running)}/cmdline").read_bytes()
+        assert get_body(running) == b"v1"
+    assert secret.encode() not in command_line
+
+
+def exited(pid: int) -> bool:
+    """Gone, or a zombie waiting for whoever adopted it to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_server_exits_when_the_reloader_is_killed(app_dir: Path) -> None:
+    with reloading(app_dir) as running:
+        server = server_pid(running)
+        assert get_body(running) == b"v1"
+        running.process.kill()
+        deadline = time.monotonic() + 10
+        while not exited(server):
+            assert time.monotonic() < deadline, "the server outlived its reloader"
+            time.sleep(0.02)

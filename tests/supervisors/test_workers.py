@@ -307,3 +307,22 @@ def test_stop_does_not_wait_forever_for_a_hung_worker() -> None:
         running.process.send_signal(signal.SIGTERM)
         assert running.wait(10) == 0
         assert "did not answer the health check" in running.output()
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The sockets process ``pid`` holds open, by inode."""
+    return {
+        target
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if (target := os.readlink(fd)).startswith("socket:[")
+    }
+
+
+def test_reuse_port_workers_do_not_inherit_the_port_reservation() -> None:
+    with hasten_process("proc_pid:app", "--port", "0", "--workers", "2", "--reuse-port") as running:
+        pids = wait_for_pids(running, 2)
+        supervisor = socket_inodes(running.process.pid)
+        # Each worker binds its own socket and has its own channel: a socket it shares with
+        # the supervisor can only be the reservation, which would hold the port after it.
+        for pid in pids:
+            assert socket_inodes(pid) & supervisor == set()

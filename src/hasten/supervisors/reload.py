@@ -8,6 +8,8 @@ loop: its error is shown once and the reloader waits for the next change.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import fnmatch
 import json
@@ -35,6 +37,7 @@ DEFAULT_INCLUDE = ("*.py",)
 # How often the watcher returns control, to notice a child that exited on its own.
 _WATCH_TIMEOUT_MS = 500
 _STOP_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ReloadFilter:
@@ -59,21 +62,28 @@ class ReloadFilter:
         return any(fnmatch.fnmatch(candidate.name, pattern) for pattern in self.include)
 
 
-def _child_command(config: Config, fds: Sequence[int]) -> list[str]:
+def _child_payload(config: Config, fds: Sequence[int]) -> bytes:
     settings = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
     settings.update(reload=False, fd=None)
-    payload = json.dumps({"settings": settings, "fds": list(fds)})
+    return json.dumps({"settings": settings, "fds": list(fds), "reloader": os.getpid()}).encode()
+
+
+def _child_command(settings_fd: int) -> list[str]:
+    # Only the number of the pipe the settings come through: argv is visible to every local
+    # user (ps, /proc/PID/cmdline), and the settings may hold secrets.
     return [
         sys.executable,
         "-c",
         "from hasten.supervisors.reload import child_main; child_main()",
-        payload,
+        str(settings_fd),
     ]
 
 
 def child_main() -> None:
-    """Entry point of a reloaded server process: settings and socket fds come on argv."""
-    payload: dict[str, Any] = json.loads(sys.argv[1])
+    """Entry point of a reloaded server process: settings and socket fds come by a pipe."""
+    with open(int(sys.argv[1]), "rb") as settings_pipe:
+        payload: dict[str, Any] = json.loads(settings_pipe.read())
+    exit_with_parent(payload["reloader"])
     config = Config(**payload["settings"])
     config.configure_logging()
     sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
@@ -88,6 +98,20 @@ def child_main() -> None:
         config = dataclasses.replace(config, app=app, factory=False)
         sys.exit(WorkerSupervisor(config, sockets).run())
     sys.exit(run_worker(config, sockets))
+
+
+def exit_with_parent(reloader_pid: int) -> None:
+    """Have the kernel send SIGTERM to this process when the reloader dies, even by SIGKILL,
+    so a server never keeps serving old code unwatched (Linux; elsewhere a no-op)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            error_logger.warning(
+                "Cannot tie the server to the reloader: %s", os.strerror(ctypes.get_errno())
+            )
+    if os.getppid() != reloader_pid:  # it died before the request above took effect
+        error_logger.warning("The reloader [%d] is gone; exiting", reloader_pid)
+        sys.exit(0)
 
 
 class Reloader:
@@ -165,7 +189,14 @@ class Reloader:
             self.child.kill()
 
     def _start(self, config: Config, fds: Sequence[int]) -> None:
-        self.child = subprocess.Popen(_child_command(config, fds), pass_fds=fds)
+        read_end, write_end = os.pipe()
+        with open(write_end, "wb") as settings_pipe:
+            try:
+                self.child = subprocess.Popen(_child_command(read_end), pass_fds=[*fds, read_end])
+            finally:
+                os.close(read_end)
+            with contextlib.suppress(BrokenPipeError):  # the child died before reading
+                settings_pipe.write(_child_payload(config, fds))
 
     def _stop_child(self) -> None:
         child = self.child

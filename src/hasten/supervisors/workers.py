@@ -110,17 +110,18 @@ class WorkerSupervisor:
     _retire_queue: collections.deque[int] = field(default_factory=collections.deque)
     _signals: collections.deque[int] = field(default_factory=collections.deque)
     _metrics: MetricsEndpoint | None = None
+    # --reuse-port: the bound, not listening socket that holds the port for the workers' own.
+    _reserved: socket.socket | None = None
 
     def run(self) -> int:
         """Bind (unless given sockets), supervise until stopped, return the exit status."""
         config = self.config
         self._target = config.workers
-        reserved: socket.socket | None = None
         use_reuse_port = config.reuse_port and config.uds is None and config.fd is None
         try:
             if not self.sockets and use_reuse_port:
-                reserved = _reserve_port(config)
-                self.config = dataclasses.replace(config, port=reserved.getsockname()[1])
+                self._reserved = _reserve_port(config)
+                self.config = dataclasses.replace(config, port=self._reserved.getsockname()[1])
             elif not self.sockets:
                 self.sockets = [bind_socket(config)]
             if config.metrics_bind is not None:
@@ -136,7 +137,7 @@ class WorkerSupervisor:
         )
         self._selector = selectors.DefaultSelector()
         if self._metrics is not None:
-            self._selector.register(self._metrics.socket, selectors.EVENT_READ, self._metrics)
+            self._metrics.attach(self._selector)
         wake_reader, wake_writer = socket.socketpair()
         wake_reader.setblocking(False)
         wake_writer.setblocking(False)
@@ -153,8 +154,8 @@ class WorkerSupervisor:
             self._selector.close()
             wake_reader.close()
             wake_writer.close()
-            if reserved is not None:
-                reserved.close()
+            if self._reserved is not None:
+                self._reserved.close()
             if self._metrics is not None:
                 self._metrics.close()
         error_logger.info("Stopped supervisor process [%d]", os.getpid())
@@ -165,17 +166,19 @@ class WorkerSupervisor:
 
     def _supervise(self) -> None:
         while True:
-            for key, _ in self._selector.select(_TICK):
+            for key, mask in self._selector.select(_TICK):
                 if key.data is None:
                     with contextlib.suppress(BlockingIOError):
                         self._wake_sockets[0].recv(4096)
-                elif isinstance(key.data, MetricsEndpoint):
-                    key.data.answer_scrape()
-                else:
+                elif isinstance(key.data, WorkerHandle):
                     self._read_messages(key.data)
+                else:
+                    key.data(mask)  # a metrics scrape: a bounded step of non-blocking I/O
             self._handle_signals()
             self._reap()
             now = time.monotonic()
+            if self._metrics is not None:
+                self._metrics.cut_overdue(now)
             # Also while stopping: a worker whose event loop hangs never handles SIGTERM.
             self._check_health(now)
             if self._stop_requested:
@@ -213,7 +216,9 @@ class WorkerSupervisor:
     def _close_in_child(self) -> None:
         self._selector.close()
         if self._metrics is not None:
-            self._metrics.socket.close()
+            self._metrics.close_sockets()
+        if self._reserved is not None:
+            self._reserved.close()  # a worker that kept it would hold the port after us
         for sock in self._wake_sockets:
             sock.close()
         for handle in self.workers.values():
@@ -231,7 +236,8 @@ class WorkerSupervisor:
         except (BlockingIOError, ConnectionError):
             return
         if not data:
-            self._selector.unregister(handle.channel)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(handle.channel)
             return
         handle.last_heartbeat = time.monotonic()  # every message counts as a heartbeat
         if READY in data and not handle.ready:
@@ -350,6 +356,11 @@ class WorkerSupervisor:
         timeout = self.config.timeout_worker_healthcheck
         for handle in self.workers.values():
             if handle.ready and not handle.unhealthy and now - handle.last_heartbeat > timeout:
+                # Judge a worker on what it sent, not on when this loop last looked: heartbeats
+                # still queued in its channel count, however busy the supervisor was.
+                self._read_messages(handle)
+                if time.monotonic() - handle.last_heartbeat <= timeout:
+                    continue
                 error_logger.error(
                     "Worker [%d] did not answer the health check for %.1f s; killing it",
                     handle.pid,
