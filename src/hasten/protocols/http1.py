@@ -111,7 +111,6 @@ class H1Connection(asyncio.Protocol):
         "trailer_fields",
         "transport",
         "url",
-        "write_stalled_since",
     )
 
     def __init__(self, state: ServerState) -> None:
@@ -146,7 +145,6 @@ class H1Connection(asyncio.Protocol):
         self.body_budget: int | None = None
         self.received = False
         self.stalled_since = 0.0
-        self.write_stalled_since = 0.0
         self.head_data: bytes | None = None
         # No request head has been read yet: only now may the HTTP/2 preface arrive.
         self.fresh = True
@@ -200,7 +198,6 @@ class H1Connection(asyncio.Protocol):
         self.flow.pause_writing()
 
     def resume_writing(self) -> None:
-        self.write_stalled_since = 0.0
         self.flow.resume_writing()
 
     def data_received(self, data: bytes) -> None:
@@ -648,16 +645,8 @@ class H1Connection(asyncio.Protocol):
         between_requests = not (self.idle_since or self.cycle or self.pipeline)
         if self.reading_head or between_requests or self.body_cycle is not None:
             self._enforce_read_timeouts()
-        if self.flow.write_paused:
-            self._enforce_write_timeout()
-
-    def _enforce_write_timeout(self) -> None:
-        # Backpressure keeps the buffered response bounded; this frees the connection and
-        # the app's task from a client that never reads (slow read, zero window).
-        now = self.state.loop.time()
-        if not self.write_stalled_since:
-            self.write_stalled_since = now
-        elif now - self.write_stalled_since >= self.state.timeout_response_write:
+        state = self.state
+        if self.flow.write_stalled_for(state.timeout_response_write, state.loop.time()):
             error_logger.debug("Client stopped reading the response; closing the connection.")
             self.abort()
 
