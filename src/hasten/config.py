@@ -342,6 +342,11 @@ class Config:
         "WebSocket: bytes of incoming messages queued for the app before the socket stops "
         "being read and decompressed (one message larger than this is still taken, alone).",
     )
+    ws_max_fragments: int = setting(
+        4096,
+        "WebSocket: most frames one message may come in; more close the connection with 1009 "
+        "(each fragment is kept until the message ends, and empty ones cost no size).",
+    )
     ws_ping_interval: float | None = setting(
         20.0, "WebSocket: send a ping every this many seconds (none: never)."
     )
@@ -462,8 +467,10 @@ class Config:
             raise ValueError("h2_timeout_stalled_stream must be > 0")
 
     def _validate_websocket(self) -> None:
-        if self.ws_max_size < 1 or self.ws_max_queue < 1 or self.ws_max_queue_bytes < 1:
-            raise ValueError("ws_max_size, ws_max_queue and ws_max_queue_bytes must be positive")
+        sizes = ("ws_max_size", "ws_max_queue", "ws_max_queue_bytes", "ws_max_fragments")
+        for name in sizes:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
         for name in ("ws_ping_interval", "ws_ping_timeout"):
             number = getattr(self, name)
             if number is not None and number <= 0:

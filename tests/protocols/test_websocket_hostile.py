@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hasten.protocols.websocket_connection import MAX_FRAGMENTS
+from hasten import Config
 from tests.harness import RawClient, RunningServer, run_server
 from tests.protocols.ws_support import (
     Recorder,
@@ -336,10 +336,22 @@ def test_permessage_deflate_uses_the_windows_of_websockets_serve() -> None:
         assert "client_max_window_bits=12" in extensions
 
 
-def test_message_in_too_many_fragments_closes_with_1009(server: RunningServer) -> None:
+def test_message_in_too_many_fragments_closes_with_1009() -> None:
     # Empty fragments add nothing to the size limit, only to the list kept for the message.
-    fragments = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) * (MAX_FRAGMENTS + 1)
-    assert closes_with(server, fragments) == 1009
+    with run_server(echo, ws_max_fragments=100) as server:
+        fragments = frame(0x2, b"", fin=False) + frame(0x0, b"", fin=False) * 100
+        assert closes_with(server, fragments) == 1009
+
+
+def test_message_within_the_fragment_limit_is_received() -> None:
+    with run_server(echo, ws_max_fragments=100) as server, open_raw(server) as client:
+        parts = [frame(0x2, b"a", fin=False), *[frame(0x0, b"b", fin=False)] * 98]
+        client.send(b"".join(parts) + frame(0x0, b"c"))
+        assert read_frame(client) == (True, 0x2, b"a" + b"b" * 98 + b"c")
+
+
+def test_default_fragment_limit_is_4096() -> None:
+    assert Config(app=echo).ws_max_fragments == 4096
 
 
 class SendsToNobody:

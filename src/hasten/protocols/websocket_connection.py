@@ -47,9 +47,6 @@ _DEFLATE: Final = enable_server_permessage_deflate(None)
 _DEFLATE_MAX_RATIO: Final = 1032
 # ...but never smaller than this, which bounds the overshoot to about 1 MiB.
 _MIN_COMPRESSED_SLICE: Final = 1024
-# Fragments of one message: RFC 6455 §5.4 puts no limit on them, but each is kept until the
-# message ends; past this the message is "too big to process", RFC 6455 §7.4.1's 1009.
-MAX_FRAGMENTS: Final = 4096
 
 # Where the connection is: HTTP until the app accepts or denies, then frames or the
 # app's own HTTP response, then over.
@@ -66,6 +63,7 @@ class WebSocketSettings:
     max_size: int
     max_queue: int
     max_queue_bytes: int
+    max_fragments: int
     ping_interval: float | None
     ping_timeout: float | None
     per_message_deflate: bool
@@ -76,6 +74,7 @@ class WebSocketSettings:
             max_size=config.ws_max_size,
             max_queue=config.ws_max_queue,
             max_queue_bytes=config.ws_max_queue_bytes,
+            max_fragments=config.ws_max_fragments,
             ping_interval=config.ws_ping_interval,
             ping_timeout=config.ws_ping_timeout,
             per_message_deflate=config.ws_per_message_deflate,
@@ -373,8 +372,10 @@ class WebSocketConnection:
             else:
                 text = "".join(parts)
                 self._queue({"type": "websocket.receive", "text": text}, len(text))
-        elif len(parts) >= MAX_FRAGMENTS:
-            # Empty fragments add nothing to websockets' size count, only to this list.
+        elif len(parts) >= self.settings.max_fragments:
+            # RFC 6455 §5.4 puts no limit on fragments, but each is kept until the message
+            # ends, and empty ones add nothing to websockets' size count: past the limit the
+            # message is "too big to process" (§7.4.1's 1009).
             self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
             self._set_disconnect(CloseCode.MESSAGE_TOO_BIG, "")
             return False
