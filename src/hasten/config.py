@@ -12,8 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hasten.asgi import ASGIApplication, check_response_header
+from hasten.binds import (
+    Address,
+    InheritedSocket,
+    TCPAddress,
+    UnixAddress,
+    parse_host_port,
+    parse_mode,
+)
 from hasten.logs import AccessLogFormat, configure_logging
-from hasten.metrics import parse_bind
 from hasten.proxy import TrustedProxies
 
 LifespanMode = Literal["auto", "on", "off"]
@@ -399,7 +406,12 @@ class Config:
         if self.access_log_format is not None:
             AccessLogFormat(self.access_log_format)  # raises ValueError naming a bad field
         if self.metrics_bind is not None:
-            parse_bind(self.metrics_bind)  # raises ValueError naming metrics_bind
+            try:
+                parse_host_port(self.metrics_bind)
+            except ValueError as exc:
+                raise ValueError(
+                    f"metrics_bind={self.metrics_bind!r} is not allowed; {exc}"
+                ) from None
         try:
             TrustedProxies(self.forwarded_allow_ips)
         except ValueError as exc:
@@ -418,7 +430,7 @@ class Config:
                 )
             except (RuntimeError, UnicodeEncodeError) as exc:
                 raise ValueError(f"headers: {header!r} is not allowed: {exc}") from None
-        if self.uds_mode_bits is None:
+        if parse_mode(self.uds_mode) is None:
             raise ValueError(
                 f"uds_mode={self.uds_mode!r} is not allowed; use octal permission bits, e.g. 660"
             )
@@ -487,13 +499,15 @@ class Config:
         )
 
     @property
-    def uds_mode_bits(self) -> int | None:
-        """``uds_mode`` as permission bits (``"660"``, ``"0660"`` or ``"0o660"``), or None."""
-        digits = self.uds_mode.strip().removeprefix("0o")
-        if not digits or any(char not in "01234567" for char in digits):
-            return None
-        bits = int(digits, 8)
-        return bits if bits <= 0o777 else None
+    def listen_addresses(self) -> list[Address]:
+        """Where the server listens: ``--fd``, else ``--uds``, else ``--host``/``--port``."""
+        if self.fd is not None:
+            return [InheritedSocket(self.fd)]
+        if self.uds is not None:
+            mode = parse_mode(self.uds_mode)
+            assert mode is not None  # validate() refused any other
+            return [UnixAddress(self.uds, mode)]
+        return [TCPAddress(self.host, self.port)]
 
     @property
     def log_level_number(self) -> int:

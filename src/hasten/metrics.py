@@ -22,6 +22,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from hasten.asgi import ASGIApplication, Message, Receive, Scope, Send
+from hasten.binds import LOCALHOST, bind, describe, parse_host_port
 from hasten.logs import error_logger
 
 if TYPE_CHECKING:
@@ -35,16 +36,8 @@ SCRAPE_DEADLINE = 5.0
 MAX_CONCURRENT_SCRAPES = 8
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _MAX_SCRAPE_REQUEST = 8192
+_SCRAPE_BACKLOG = 16
 _SAMPLE_INTERVAL = 1.0
-
-
-def parse_bind(bind: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9100`` for IPv6) as a ``(host, port)`` pair, or ValueError."""
-    host, sep, port = bind.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"metrics_bind={bind!r} is not allowed; use HOST:PORT")
-    # Metrics tell an outsider about the service; without a host they stay on this machine.
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _import_prometheus() -> Any:
@@ -140,18 +133,14 @@ class MetricsEndpoint:
     hold the loop that checks the workers' health.
     """
 
-    def __init__(self, bind: str) -> None:
-        host, port = parse_bind(bind)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
+    def __init__(self, metrics_bind: str) -> None:
+        # Metrics tell an outsider about the service; without a host they stay on this machine.
+        address = parse_host_port(metrics_bind, default_host=LOCALHOST)
+        self.socket = bind(address, backlog=_SCRAPE_BACKLOG)
         self.directory = tempfile.mkdtemp(prefix="hasten-metrics-")
         self.scrapes: dict[socket.socket, Scrape] = {}
         self._selector: selectors.BaseSelector | None = None
         try:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.socket.bind((host, port))
-            self.socket.listen(16)
-            self.socket.setblocking(False)
             # prometheus_client picks multi-process storage when first imported, from this.
             os.environ[MULTIPROCESS_DIR_VARIABLE] = self.directory
             prometheus = self._prometheus = _import_prometheus()
@@ -167,9 +156,7 @@ class MetricsEndpoint:
             ["reason"],
             registry=None,
         )
-        bound = self.socket.getsockname()
-        shown = f"[{bound[0]}]" if family == socket.AF_INET6 else bound[0]
-        error_logger.info("Metrics on http://%s:%d/metrics", shown, bound[1])
+        error_logger.info("Metrics on %s/metrics", describe(self.socket))
 
     def attach(self, selector: selectors.BaseSelector) -> None:
         """Serve scrapes from ``selector``: its key's data is a callable taking the event mask."""

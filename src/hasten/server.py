@@ -8,12 +8,11 @@ import gc
 import os
 import signal
 import socket
-import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from types import FrameType
 
+from hasten.binds import UnixAddress, UnixSocketFile, bind_all, describe
 from hasten.config import Config
 from hasten.importer import load_app
 from hasten.lifespan import Lifespan
@@ -29,75 +28,6 @@ STARTUP_FAILURE = 3
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # How often a shutting-down server looks whether every connection and task has finished.
 _DRAIN_POLL_INTERVAL = 0.02
-
-
-def bind_socket(config: Config) -> socket.socket:
-    """Create the listening socket ``config`` asks for: ``--fd``, ``--uds`` or host/port."""
-    if config.fd is not None:
-        sock = socket.socket(fileno=config.fd)
-    elif config.uds is not None:
-        path = config.uds
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)  # a stale socket from an earlier run
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
-        # Before listen(): until then nobody can connect, whatever the mode was.
-        mode = config.uds_mode_bits
-        os.chmod(path, 0o666 if mode is None else mode)
-    else:
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if config.reuse_port:
-            # Each worker listens on its own socket; the kernel spreads connections.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        try:
-            sock.bind((config.host, config.port))
-        except OSError:
-            sock.close()
-            raise
-    sock.listen(config.backlog)
-    sock.setblocking(False)
-    return sock
-
-
-@dataclass(frozen=True)
-class UnixSocketFile:
-    """The socket file a server created, known by its inode: at exit the server removes the
-    path only while it is still that file, not one another instance has bound since."""
-
-    path: str
-    device: int
-    inode: int
-
-    @classmethod
-    def at(cls, path: str) -> UnixSocketFile:
-        info = os.lstat(path)
-        return cls(path, info.st_dev, info.st_ino)
-
-    def remove_if_unchanged(self) -> None:
-        try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if (info.st_dev, info.st_ino) == (self.device, self.inode):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.path)
-
-
-def describe_socket(sock: socket.socket, config: Config) -> str:
-    """Where a listening socket serves, as the startup log line shows it."""
-    address = sock.getsockname()
-    if sock.family == socket.AF_UNIX:
-        return f"unix socket {address or config.uds}"
-    host, port = address[0], address[1]
-    if sock.family == socket.AF_INET6:
-        host = f"[{host}]"
-    scheme = "https" if config.ssl_certfile else "http"
-    return f"{scheme}://{host}:{port}"
 
 
 class Server:
@@ -119,7 +49,7 @@ class Server:
         self._should_exit = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exit_event: asyncio.Event | None = None
-        self._bound_uds: UnixSocketFile | None = None
+        self._socket_files: list[UnixSocketFile] = []
         self._serve_task: asyncio.Task[None] | None = None
 
     @property
@@ -198,7 +128,7 @@ class Server:
         self.started = True
         await self._main_loop(state)
         await self._shutdown(state)
-        self._remove_bound_uds()
+        self._remove_socket_files()
         if not self.force_exit:
             await lifespan.shutdown()
 
@@ -213,9 +143,14 @@ class Server:
         if sockets:
             adopted = list(sockets)
         else:
-            adopted = [bind_socket(config)]
-            if config.uds is not None and config.fd is None:
-                self._bound_uds = UnixSocketFile.at(config.uds)
+            addresses = config.listen_addresses
+            adopted = bind_all(addresses, backlog=config.backlog, reuse_port=config.reuse_port)
+            self._socket_files = [
+                UnixSocketFile.at(address.path)
+                for address in addresses
+                if isinstance(address, UnixAddress)
+            ]
+        scheme = "https" if config.ssl_certfile else "http"
         for sock in adopted:
             listener = Listener(
                 loop,
@@ -227,7 +162,7 @@ class Server:
             listener.start()
             self.servers.append(listener)
             error_logger.info(
-                "Listening on %s (Press CTRL+C to quit)", describe_socket(sock, config)
+                "Listening on %s (Press CTRL+C to quit)", describe(sock, scheme=scheme)
             )
 
     async def _main_loop(self, state: ServerState) -> None:
@@ -289,11 +224,11 @@ class Server:
         if state.tasks:
             await asyncio.wait(list(state.tasks), timeout=1.0)
 
-    def _remove_bound_uds(self) -> None:
-        # The socket file this server created would otherwise outlive it; an adopted socket
+    def _remove_socket_files(self) -> None:
+        # The socket files this server created would otherwise outlive it; an adopted socket
         # (``--fd``, a supervisor's) belongs to whoever bound it.
-        if self._bound_uds is not None:
-            self._bound_uds.remove_if_unchanged()
+        for socket_file in self._socket_files:
+            socket_file.remove_if_unchanged()
 
     def handle_exit(self, sig: int, frame: FrameType | None = None) -> None:
         """Signal handler: the first signal asks for a graceful exit, the next forces it."""

@@ -25,10 +25,11 @@ from typing import Any
 
 import watchfiles
 
+from hasten.binds import bind_all
 from hasten.config import Config
 from hasten.importer import AppLoadError, load_app
 from hasten.logs import error_logger
-from hasten.server import STARTUP_FAILURE, bind_socket
+from hasten.server import STARTUP_FAILURE
 from hasten.supervisors import needs_supervisor
 from hasten.supervisors.child import APP_LOAD_FAILURE, log_load_error, run_worker
 from hasten.supervisors.workers import WorkerSupervisor
@@ -130,7 +131,9 @@ class Reloader:
         """Serve and reload until SIGINT/SIGTERM; return the exit status."""
         config = self.config
         try:
-            sockets = [bind_socket(config)]
+            sockets = bind_all(
+                config.listen_addresses, backlog=config.backlog, reuse_port=config.reuse_port
+            )
         except OSError as exc:
             error_logger.error("%s", exc)
             return STARTUP_FAILURE

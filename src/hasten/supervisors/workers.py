@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hasten.binds import TCPAddress, bind_all, reserve_port
 from hasten.config import Config
 from hasten.logs import error_logger
 from hasten.metrics import MetricsEndpoint
-from hasten.server import STARTUP_FAILURE, bind_socket
+from hasten.server import STARTUP_FAILURE
 from hasten.supervisors.child import (
     READY,
     RETIRE,
@@ -82,16 +83,6 @@ def resident_memory_bytes(pid: int) -> int | None:
     return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _reserve_port(config: Config) -> socket.socket:
-    """A bound, NOT listening SO_REUSEPORT socket: holds the port (and resolves port 0)."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((config.host, config.port))
-    return sock
-
-
 @dataclass
 class WorkerSupervisor:
     """Run ``config.workers`` worker processes until SIGINT/SIGTERM; ``run()`` blocks."""
@@ -117,13 +108,16 @@ class WorkerSupervisor:
         """Bind (unless given sockets), supervise until stopped, return the exit status."""
         config = self.config
         self._target = config.workers
-        use_reuse_port = config.reuse_port and config.uds is None and config.fd is None
+        addresses = config.listen_addresses
+        use_reuse_port = config.reuse_port and all(isinstance(a, TCPAddress) for a in addresses)
         try:
             if not self.sockets and use_reuse_port:
-                self._reserved = _reserve_port(config)
+                (address,) = addresses  # one TCP address until --bind takes several
+                assert isinstance(address, TCPAddress)
+                self._reserved = reserve_port(address)
                 self.config = dataclasses.replace(config, port=self._reserved.getsockname()[1])
             elif not self.sockets:
-                self.sockets = [bind_socket(config)]
+                self.sockets = bind_all(addresses, backlog=config.backlog)
             if config.metrics_bind is not None:
                 self._metrics = MetricsEndpoint(config.metrics_bind)
         except (OSError, RuntimeError) as exc:  # a socket that cannot be bound; no metrics extra
@@ -228,7 +222,8 @@ class WorkerSupervisor:
         if self.sockets:
             return self.sockets
         # --reuse-port: each worker listens on its own socket bound to the same port.
-        return [bind_socket(self.config)]
+        config = self.config
+        return bind_all(config.listen_addresses, backlog=config.backlog, reuse_port=True)
 
     def _read_messages(self, handle: WorkerHandle) -> None:
         try:
