@@ -10,7 +10,7 @@ import threading
 import time
 
 from tests.harness import HastenProcess, RawClient, hasten_process, request
-from tests.supervisors.test_workers import get_pid, port_in_use, wait_for_pids, wait_until
+from tests.supervisors.test_multiprocess import get_pid, port_in_use, wait_for_pids, wait_until
 from tests.test_config_sources import run_hasten
 
 

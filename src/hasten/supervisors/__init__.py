@@ -27,6 +27,6 @@ def run_supervised(config: Config) -> int:
 
         reloader = Reloader(config)
         return reloader.run()
-    from hasten.supervisors.workers import WorkerSupervisor  # noqa: PLC0415
+    from hasten.supervisors.multiprocess import WorkerSupervisor  # noqa: PLC0415
 
     return WorkerSupervisor(config).run()

@@ -32,7 +32,7 @@ from hasten.logs import error_logger
 from hasten.server import STARTUP_FAILURE
 from hasten.supervisors import needs_supervisor
 from hasten.supervisors.child import APP_LOAD_FAILURE, log_load_error, run_worker
-from hasten.supervisors.workers import WorkerSupervisor
+from hasten.supervisors.multiprocess import WorkerSupervisor
 
 DEFAULT_INCLUDE = ("*.py",)
 # How often the watcher returns control, to notice a child that exited on its own.
