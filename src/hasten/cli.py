@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import platform
 import sys
-import types
-import typing
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -15,47 +12,40 @@ from typing import Any
 import click
 
 import hasten
-from hasten.config import Config
+from hasten.config import setting_specs
+from hasten.settings import SettingSpec
 from hasten.sources import SettingsError, format_effective_settings, resolve_settings
 
 
-def _click_type(annotation: Any, choices: Any) -> Any:
-    if choices:
-        return click.Choice(list(choices))
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
-    if typing.get_origin(annotation) is list:
-        annotation = typing.get_args(annotation)[0]
-    return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(annotation, click.STRING)
+def _click_type(spec: SettingSpec) -> Any:
+    # Only the type: bounds are checked with every other source's values, by Config.
+    if spec.choices:
+        return click.Choice(list(spec.choices))
+    return {int: click.INT, float: click.FLOAT, str: click.STRING}.get(spec.kind, click.STRING)
 
 
 def _flag_default(default: object) -> str:
     return "auto" if default is None else "on" if default else "off"
 
 
-def _option_for(item: dataclasses.Field[Any], annotation: Any) -> Callable[[Any], Any]:
-    meta = item.metadata
-    option_name = (meta.get("option") or item.name).replace("_", "-")
-    flag_name = "--" + option_name
-    if meta.get("flag"):
+def _option_for(spec: SettingSpec) -> Callable[[Any], Any]:
+    if spec.flag:
+        no_option = "--no-" + spec.option_name.replace("_", "-")
         return click.option(
-            f"{flag_name}/--no-{option_name}",
-            item.name,
+            f"{spec.option}/{no_option}",
+            spec.name,
             default=None,
-            help=f"{meta['help']}  [default: {_flag_default(item.default)}]",
+            help=f"{spec.help}  [default: {_flag_default(spec.default)}]",
         )
-    default = (
-        item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
-    )
-    shown = "" if default in (None, [], "") else f"  [default: {default}]"
+    shown = "" if spec.default in (None, [], "") else f"  [default: {spec.default}]"
     return click.option(
-        flag_name,
-        item.name,
-        type=_click_type(annotation, meta.get("choices")),
-        multiple=bool(meta.get("multiple")),
+        spec.option,
+        spec.name,
+        type=_click_type(spec),
+        multiple=spec.many,
         default=None,
-        metavar=meta.get("metavar"),
-        help=f"{meta['help']}{shown}",
+        metavar=spec.metavar,
+        help=f"{spec.help}{shown}",
     )
 
 
@@ -80,9 +70,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 
 def _with_config_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    hints = typing.get_type_hints(Config)
-    for item in reversed([f for f in dataclasses.fields(Config) if f.name != "app"]):
-        command = _option_for(item, hints[item.name])(command)
+    for spec in reversed([s for s in setting_specs().values() if s.name != "app"]):
+        command = _option_for(spec)(command)
     return command
 
 

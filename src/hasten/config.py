@@ -1,15 +1,17 @@
 """Every hasten setting, with its default, type and help text, in one typed dataclass.
 
-The command line is generated from the fields of :class:`Config` (see ``cli.py``), so a
-setting is declared exactly once: here.
+The command line, the environment, config files and docs/settings.md are all generated from
+the fields of :class:`Config` (by way of :func:`setting_specs`), so a setting is declared
+exactly once: here, with its bounds in its metadata and its choices in its ``Literal`` type.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from hasten.asgi import ASGIApplication, check_response_header
 from hasten.binds import (
@@ -22,6 +24,7 @@ from hasten.binds import (
 )
 from hasten.logs import AccessLogFormat, configure_logging
 from hasten.proxy import TrustedProxies
+from hasten.settings import SettingSpec, SettingValueError, setting, spec_for
 
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -40,41 +43,6 @@ LOG_LEVELS: dict[str, int] = {
 }
 
 
-def setting(
-    default: Any,
-    help: str,
-    *,
-    choices: Sequence[str] | None = None,
-    flag: bool = False,
-    multiple: bool = False,
-    metavar: str | None = None,
-    env: str | None = None,
-    option: str | None = None,
-    secret: bool = False,
-) -> Any:
-    """Declare a setting: a dataclass field whose metadata drives the CLI and the docs.
-
-    ``flag`` makes a boolean ``--name/--no-name`` pair; ``multiple`` a repeatable option;
-    ``env`` names a legacy environment variable read when the option is not given;
-    ``option`` names the command-line option when it differs from the field (uvicorn's
-    ``headers`` setting is ``--header``); ``secret`` masks the value wherever hasten shows it
-    (``--print-config``, error messages) and keeps it off child processes' command lines.
-    """
-    metadata = {
-        "help": help,
-        "choices": choices,
-        "flag": flag,
-        "multiple": multiple,
-        "metavar": metavar,
-        "env": env,
-        "option": option,
-        "secret": secret,
-    }
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
 @dataclass
 class Config:
     """The settings of one hasten server.
@@ -86,7 +54,9 @@ class Config:
 
     app: ASGIApplication | str = field(metadata={"help": "The ASGI app, as module:attribute."})
     host: str = setting("127.0.0.1", "Bind the socket to this host.")
-    port: int = setting(8000, "Bind the socket to this port; 0 picks a free port.")
+    port: int = setting(
+        8000, "Bind the socket to this port; 0 picks a free port.", min=0, max=65535
+    )
     uds: str | None = setting(None, "Bind to this Unix domain socket.", metavar="PATH")
     uds_mode: str = setting(
         "666",
@@ -95,86 +65,86 @@ class Config:
         metavar="OCTAL",
     )
     fd: int | None = setting(None, "Serve on an already bound socket, by file descriptor.")
-    backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.")
+    backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.", min=1)
     gc_threshold: int = setting(
         20000,
         "Allocations between runs of Python's youngest garbage-collector generation, set "
         "once the server starts (Python's own default is 700); 0 leaves it alone.",
+        min=0,
     )
     app_dir: str = setting(".", "Look for the app module in this directory.", metavar="DIR")
     factory: bool = setting(
-        False, "Treat APP as a factory: call it with no arguments to get the app.", flag=True
+        False, "Treat APP as a factory: call it with no arguments to get the app."
     )
-    lifespan: LifespanMode = setting(
-        "auto", "Run the ASGI lifespan protocol.", choices=("auto", "on", "off")
-    )
+    lifespan: LifespanMode = setting("auto", "Run the ASGI lifespan protocol.")
     root_path: str = setting(
         "", "The path prefix the app is mounted under (scope['root_path']).", metavar="PATH"
     )
-    loop: LoopName = setting(
-        "auto", "Event loop implementation.", choices=("auto", "asyncio", "uvloop")
-    )
-    log_level: LogLevel = setting("info", "Log level.", choices=tuple(LOG_LEVELS))
-    access_log: bool = setting(True, "Log one line per response (hasten.access).", flag=True)
+    loop: LoopName = setting("auto", "Event loop implementation.")
+    log_level: LogLevel = setting("info", "Log level.")
+    access_log: bool = setting(True, "Log one line per response (hasten.access).")
     access_log_format: str | None = setting(
         None,
         "Access-log line template with {client} {method} {path} {query} {http_version} "
         "{status} {bytes} {duration_ms} {request.NAME} {response.NAME} fields.",
         metavar="TEMPLATE",
     )
-    log_format: LogFormat = setting(
-        "text", "Log lines as text or as one JSON object per line.", choices=("text", "json")
-    )
+    log_format: LogFormat = setting("text", "Log lines as text or as one JSON object per line.")
     log_config: str | None = setting(
         None,
         "Configure logging from this file: dictConfig as JSON or YAML, or an INI file.",
         metavar="PATH",
     )
     use_colors: bool | None = setting(
-        None, "Colour log levels (default: only when logging to a terminal).", flag=True
+        None, "Colour log levels (default: only when logging to a terminal)."
     )
-    server_header: bool = setting(True, "Send a 'Server: hasten' header.", flag=True)
-    date_header: bool = setting(True, "Send a 'Date' header.", flag=True)
+    server_header: bool = setting(True, "Send a 'Server: hasten' header.")
+    date_header: bool = setting(True, "Send a 'Date' header.")
     headers: list[str] = setting(
         [],
         "Add a default response header, NAME:VALUE. Repeatable.",
-        multiple=True,
         metavar="NAME:VALUE",
         option="header",
     )
     limit_concurrency: int | None = setting(
-        None, "Answer 503 once this many connections or requests are open."
+        None, "Answer 503 once this many connections or requests are open.", min=1
     )
     timeout_keep_alive: float = setting(
-        5.0, "Close a keep-alive connection idle for this many seconds."
+        5.0, "Close a keep-alive connection idle for this many seconds.", min=0
     )
     timeout_graceful_shutdown: float | None = setting(
-        None, "On shutdown, wait at most this many seconds for requests to finish."
+        None, "On shutdown, wait at most this many seconds for requests to finish.", min=0
     )
     limit_request_line: int = setting(
-        8190, "HTTP/1.1: longest request target, in bytes; a longer one gets 414."
+        8190, "HTTP/1.1: longest request target, in bytes; a longer one gets 414.", min=1
     )
     limit_request_fields: int = setting(
-        100, "HTTP/1.1: most header fields in a request head, or trailer fields; more get 431."
+        100,
+        "HTTP/1.1: most header fields in a request head, or trailer fields; more get 431.",
+        min=1,
     )
     limit_request_field_size: int = setting(
         8190,
         "HTTP/1.1: largest header or trailer field (name and value), in bytes; larger gets 431.",
+        min=1,
     )
     limit_request_headers_size: int = setting(
         65536,
         "HTTP/1.1: largest request head (target and all fields), or trailer section, in bytes; "
         "larger gets 431.",
+        min=1,
     )
     limit_request_body: int | None = setting(
         None,
         "Largest request body, in bytes (none: unlimited); a larger Content-Length gets 413 "
         "before the body is read, a chunked body 413 once it grows past it.",
+        min=1,
     )
     limit_pipelined_requests: int = setting(
         128,
         "HTTP/1.1: requests a client may pipeline ahead of the one being answered; more get "
         "429 and the connection closes.",
+        min=1,
     )
     limit_body_drain: int = setting(
         1048576,
@@ -185,28 +155,31 @@ class Config:
         65536,
         "Response bytes buffered for a slow client before the app's send() waits (the "
         "write high-water mark).",
+        min=1,
     )
     timeout_request_header: float = setting(
         30.0,
         "HTTP/1.1: answer 408 and close when a request head (or a chunked body's trailer "
         "section) is not complete this many seconds after it began (slowloris); the clock is "
         "not reset by each byte.",
+        above=0,
     )
     timeout_request_body: float = setting(
         60.0,
         "HTTP/1.1: answer 408 (or close) when a request body the server is reading makes no "
         "progress for this many seconds.",
+        above=0,
     )
     timeout_response_write: float = setting(
         60.0,
         "Close the connection when the client has taken none of the response for this many "
         "seconds while the app waits to send more (a client that never reads): HTTP/1.1, "
         "HTTP/2 and WebSockets over either.",
+        above=0,
     )
     proxy_headers: bool = setting(
         False,
         "Trust X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips peers.",
-        flag=True,
     )
     forwarded_allow_ips: str = setting(
         "127.0.0.1",
@@ -220,26 +193,26 @@ class Config:
         metavar="PATH",
     )
     workers: int = setting(
-        1, "Number of worker processes sharing the sockets.", env="WEB_CONCURRENCY"
+        1, "Number of worker processes sharing the sockets.", env="WEB_CONCURRENCY", min=1
     )
     reuse_port: bool = setting(
         False,
         "Give each worker its own SO_REUSEPORT socket so the kernel spreads connections.",
-        flag=True,
     )
     timeout_worker_healthcheck: float = setting(
-        5.0, "Replace a worker whose event loop has not answered for this many seconds."
+        5.0, "Replace a worker whose event loop has not answered for this many seconds.", above=0
     )
     limit_max_requests: int | None = setting(
-        None, "Recycle a worker gracefully after it has served this many requests."
+        None, "Recycle a worker gracefully after it has served this many requests.", min=1
     )
     limit_max_requests_jitter: int = setting(
-        0, "Add a random 0..N to --limit-max-requests per worker, so workers recycle apart."
+        0, "Add a random 0..N to --limit-max-requests per worker, so workers recycle apart.", min=0
     )
     limit_max_memory: float | None = setting(
         None,
         "Recycle a worker gracefully once its resident memory exceeds this many MiB.",
         metavar="MIB",
+        above=0,
     )
     metrics_bind: str | None = setting(
         None,
@@ -247,28 +220,25 @@ class Config:
         "listens on 127.0.0.1 only (needs hasten[metrics]).",
         metavar="HOST:PORT",
     )
-    reload: bool = setting(
-        False, "Restart the server when a watched file changes (development).", flag=True
-    )
+    reload: bool = setting(False, "Restart the server when a watched file changes (development).")
     reload_dir: list[str] = setting(
         [],
         "Watch this directory for --reload (default: the working directory). Repeatable.",
-        multiple=True,
         metavar="DIR",
     )
     reload_include: list[str] = setting(
         [],
         "Glob of file names that trigger a reload (default: *.py). Repeatable.",
-        multiple=True,
         metavar="GLOB",
     )
     reload_exclude: list[str] = setting(
         [],
         "Glob of file names or directories that never trigger a reload. Repeatable.",
-        multiple=True,
         metavar="GLOB",
     )
-    reload_delay: float = setting(0.25, "Wait this many seconds for more changes before reloading.")
+    reload_delay: float = setting(
+        0.25, "Wait this many seconds for more changes before reloading.", min=0
+    )
 
     ssl_certfile: str | None = setting(
         None, "Serve TLS with this certificate chain (PEM); enables https.", metavar="PATH"
@@ -286,35 +256,50 @@ class Config:
         None, "CA certificates (PEM) that client certificates are verified against.", metavar="PATH"
     )
     ssl_cert_reqs: int = setting(
-        0, "Client certificates: 0 not asked, 1 optional, 2 required (ssl.CERT_* values)."
+        0,
+        "Client certificates: 0 not asked, 1 optional, 2 required (ssl.CERT_* values).",
+        min=0,
+        max=2,
     )
     ssl_ciphers: str | None = setting(
         None, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's own)."
     )
     ssl_handshake_timeout: float = setting(
-        10.0, "Close a connection that has not completed its TLS handshake in this many seconds."
+        10.0,
+        "Close a connection that has not completed its TLS handshake in this many seconds.",
+        above=0,
     )
     http: HTTPMode = setting(
         "auto",
         "HTTP versions offered: auto (HTTP/1.1 and HTTP/2), h1 or h2 (that one only).",
-        choices=("auto", "h1", "h2"),
     )
+    # RFC 9113 §6.5.2 bounds the first three h2_* settings.
     h2_max_concurrent_streams: int = setting(
-        100, "HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)."
+        100,
+        "HTTP/2: streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).",
+        min=1,
+        max=2**31 - 1,
     )
     h2_initial_window_size: int = setting(
-        65535, "HTTP/2: request body bytes buffered per stream (SETTINGS_INITIAL_WINDOW_SIZE)."
+        65535,
+        "HTTP/2: request body bytes buffered per stream (SETTINGS_INITIAL_WINDOW_SIZE).",
+        min=1,
+        max=2**31 - 1,
     )
     h2_max_frame_size: int = setting(
-        16384, "HTTP/2: largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE)."
+        16384,
+        "HTTP/2: largest frame payload accepted (SETTINGS_MAX_FRAME_SIZE).",
+        min=2**14,
+        max=2**24 - 1,
     )
     h2_max_header_list_size: int = setting(
-        65536, "HTTP/2: largest decoded request header list, in bytes (HPACK bomb guard)."
+        65536, "HTTP/2: largest decoded request header list, in bytes (HPACK bomb guard).", min=1
     )
     h2_max_reset_streams: int = setting(
         200,
         "HTTP/2: streams a connection may reset, or make the server reset, in a burst (refilled "
         "at a tenth of this per second); beyond it GOAWAY (rapid reset, CVE-2023-44487).",
+        min=1,
     )
     h2_max_control_frames: int = setting(
         1000,
@@ -322,106 +307,95 @@ class Config:
         "frames on closed streams, a connection may send in a burst (refilled at a tenth of "
         "this per second, and by response data sent); beyond it GOAWAY "
         "(CVE-2019-9512/9515/9518).",
+        min=1,
     )
     h2_timeout_stalled_stream: float = setting(
         30.0,
         "HTTP/2: reset a stream whose request body the app waits for, or whose response waits "
         "for flow-control window, with no progress for this many seconds.",
+        above=0,
     )
     ws: WebSocketMode = setting(
         "auto",
         "WebSocket support: auto or websockets (RFC 6455 on the websockets library, over "
         "HTTP/1.1 and, by extended CONNECT, HTTP/2: RFC 8441), or none.",
-        choices=("auto", "none", "websockets"),
     )
     ws_max_size: int = setting(
         16 * 1024 * 1024,
         "WebSocket: largest incoming message, in bytes (after decompression); a larger one "
         "closes the connection with 1009.",
+        min=1,
     )
     ws_max_queue: int = setting(
         32,
         "WebSocket: incoming messages queued for the app before the socket stops being read "
         "(over HTTP/2: before the stream's flow-control window stops reopening).",
+        min=1,
     )
     ws_max_queue_bytes: int = setting(
         1024 * 1024,
         "WebSocket: bytes of incoming messages queued for the app before the socket stops "
         "being read and decompressed (one message larger than this is still taken, alone).",
+        min=1,
     )
     ws_max_fragments: int = setting(
         4096,
         "WebSocket: most frames one message may come in; more close the connection with 1009 "
         "(each fragment is kept until the message ends, and empty ones cost no size).",
+        min=1,
     )
     ws_ping_interval: float | None = setting(
-        20.0, "WebSocket: send a ping every this many seconds (none: never)."
+        20.0, "WebSocket: send a ping every this many seconds (none: never).", above=0
     )
     ws_ping_timeout: float | None = setting(
         20.0,
         "WebSocket: close the connection when a ping gets no pong, or the peer does not answer "
         "a close frame, within this many seconds (none: wait forever).",
+        above=0,
     )
     ws_per_message_deflate: bool = setting(
-        True, "WebSocket: offer permessage-deflate compression (RFC 7692).", flag=True
+        True, "WebSocket: offer permessage-deflate compression (RFC 7692)."
     )
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first setting whose value is not allowed."""
-        for item in dataclasses.fields(self):
-            choices = item.metadata.get("choices")
-            value = getattr(self, item.name)
-            if choices and value not in choices:
-                raise ValueError(
-                    f"{item.name}={value!r} is not allowed; choose one of {', '.join(choices)}"
-                )
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port={self.port} is not allowed; use 0..65535")
-        if self.backlog < 1:
-            raise ValueError(f"backlog={self.backlog} is not allowed; use a positive number")
-        if self.gc_threshold < 0:
-            raise ValueError(f"gc_threshold={self.gc_threshold} must be >= 0")
-        if self.limit_concurrency is not None and self.limit_concurrency < 1:
-            raise ValueError(f"limit_concurrency={self.limit_concurrency} must be positive")
-        if self.timeout_keep_alive < 0:
-            raise ValueError("timeout_keep_alive must be >= 0")
-        self._validate_request_limits()
-        if self.timeout_graceful_shutdown is not None and self.timeout_graceful_shutdown < 0:
-            raise ValueError("timeout_graceful_shutdown must be >= 0")
-        for name in ("workers", "limit_max_requests"):
-            number = getattr(self, name)
-            if number is not None and number < 1:
-                raise ValueError(f"{name}={number} is not allowed; use a positive number")
-        if self.limit_max_requests_jitter < 0:
-            raise ValueError("limit_max_requests_jitter must be >= 0")
-        for name in ("timeout_worker_healthcheck", "limit_max_memory"):
-            number = getattr(self, name)
-            if number is not None and number <= 0:
-                raise ValueError(f"{name}={number} is not allowed; use a positive number")
-        if self.reload_delay < 0:
-            raise ValueError("reload_delay must be >= 0")
+        """Raise ``SettingValueError`` naming the first setting whose value is not allowed."""
+        for spec in setting_specs().values():
+            spec.check(getattr(self, spec.name))
         if self.access_log_format is not None:
-            AccessLogFormat(self.access_log_format)  # raises ValueError naming a bad field
+            try:
+                AccessLogFormat(self.access_log_format)
+            except ValueError as exc:  # names the unknown field
+                raise SettingValueError("access_log_format", str(exc)) from None
         if self.metrics_bind is not None:
             try:
                 parse_host_port(self.metrics_bind)
             except ValueError as exc:
-                raise ValueError(
-                    f"metrics_bind={self.metrics_bind!r} is not allowed; {exc}"
-                ) from None
+                raise self._not_allowed("metrics_bind", str(exc)) from None
         try:
             TrustedProxies(self.forwarded_allow_ips)
         except ValueError as exc:
-            raise ValueError(
-                f"forwarded_allow_ips={self.forwarded_allow_ips!r} is not allowed: {exc}"
-            ) from None
+            raise self._not_allowed("forwarded_allow_ips", str(exc), sep=":") from None
+        self._validate_headers()
+        if parse_mode(self.uds_mode) is None:
+            raise self._not_allowed("uds_mode", "use octal permission bits, e.g. 660")
+        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
+            raise self._not_allowed("root_path", "it must start with '/' and not end with '/'")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise SettingValueError("ssl_keyfile", "ssl_keyfile needs ssl_certfile")
+
+    def _not_allowed(self, name: str, reason: str, *, sep: str = ";") -> SettingValueError:
+        return SettingValueError(
+            name, f"{name}={getattr(self, name)!r} is not allowed{sep} {reason}"
+        )
+
+    def _validate_headers(self) -> None:
         for header in self.headers:
             name, sep, value = header.partition(":")
             if not sep or not name.strip():
-                raise ValueError(f"headers: {header!r} is not NAME:VALUE")
+                raise SettingValueError("headers", f"headers: {header!r} is not NAME:VALUE")
             try:
                 # The check every response header an app sends gets: CR or LF would let the
                 # value end the header line and start another (response splitting).
@@ -429,74 +403,9 @@ class Config:
                     name.strip().encode("latin-1"), value.strip(" \t").encode("latin-1")
                 )
             except (RuntimeError, UnicodeEncodeError) as exc:
-                raise ValueError(f"headers: {header!r} is not allowed: {exc}") from None
-        if parse_mode(self.uds_mode) is None:
-            raise ValueError(
-                f"uds_mode={self.uds_mode!r} is not allowed; use octal permission bits, e.g. 660"
-            )
-        if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
-            raise ValueError(
-                f"root_path={self.root_path!r} must start with '/' and not end with '/'"
-            )
-        self._validate_tls_and_http2()
-        self._validate_websocket()
-
-    def _validate_request_limits(self) -> None:
-        for name in (
-            "limit_request_line",
-            "limit_request_fields",
-            "limit_request_field_size",
-            "limit_request_headers_size",
-            "limit_request_body",
-            "limit_pipelined_requests",
-            "limit_write_buffer",
-            "timeout_request_header",
-            "timeout_request_body",
-            "timeout_response_write",
-        ):
-            number = getattr(self, name)
-            if number is not None and number <= 0:
-                raise ValueError(f"{name}={number} is not allowed; use a positive number")
-
-    def _validate_tls_and_http2(self) -> None:
-        if self.ssl_cert_reqs not in (0, 1, 2):
-            raise ValueError(f"ssl_cert_reqs={self.ssl_cert_reqs} is not allowed; use 0, 1 or 2")
-        if self.ssl_keyfile is not None and self.ssl_certfile is None:
-            raise ValueError("ssl_keyfile needs ssl_certfile")
-        if self.ssl_handshake_timeout <= 0:
-            raise ValueError("ssl_handshake_timeout must be > 0")
-        # RFC 9113 §6.5.2: the bounds of each setting.
-        if not 1 <= self.h2_max_concurrent_streams <= 2**31 - 1:
-            raise ValueError("h2_max_concurrent_streams must be in 1..2147483647")
-        if not 1 <= self.h2_initial_window_size <= 2**31 - 1:
-            raise ValueError("h2_initial_window_size must be in 1..2147483647")
-        if not 2**14 <= self.h2_max_frame_size <= 2**24 - 1:
-            raise ValueError("h2_max_frame_size must be in 16384..16777215")
-        for name in ("h2_max_header_list_size", "h2_max_reset_streams", "h2_max_control_frames"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
-        if self.h2_timeout_stalled_stream <= 0:
-            raise ValueError("h2_timeout_stalled_stream must be > 0")
-
-    def _validate_websocket(self) -> None:
-        sizes = ("ws_max_size", "ws_max_queue", "ws_max_queue_bytes", "ws_max_fragments")
-        for name in sizes:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
-        for name in ("ws_ping_interval", "ws_ping_timeout"):
-            number = getattr(self, name)
-            if number is not None and number <= 0:
-                raise ValueError(f"{name}={number} is not allowed; use a positive number")
-
-    def configure_logging(self) -> None:
-        """Set up hasten's loggers as the logging settings ask."""
-        configure_logging(
-            self.log_level_number,
-            log_format=self.log_format,
-            use_colors=self.use_colors,
-            access_log_format=self.access_log_format,
-            log_config=self.log_config,
-        )
+                raise SettingValueError(
+                    "headers", f"headers: {header!r} is not allowed: {exc}"
+                ) from None
 
     @property
     def listen_addresses(self) -> list[Address]:
@@ -508,6 +417,16 @@ class Config:
             assert mode is not None  # validate() refused any other
             return [UnixAddress(self.uds, mode)]
         return [TCPAddress(self.host, self.port)]
+
+    def configure_logging(self) -> None:
+        """Set up hasten's loggers as the logging settings ask."""
+        configure_logging(
+            self.log_level_number,
+            log_format=self.log_format,
+            use_colors=self.use_colors,
+            access_log_format=self.access_log_format,
+            log_config=self.log_config,
+        )
 
     @property
     def log_level_number(self) -> int:
@@ -521,3 +440,10 @@ class Config:
             name, _, value = header.partition(":")
             pairs.append((name.strip().lower().encode("latin-1"), value.strip().encode("latin-1")))
         return pairs
+
+
+@functools.cache
+def setting_specs() -> dict[str, SettingSpec]:
+    """Every setting by name, in the order ``Config`` declares them."""
+    hints = typing.get_type_hints(Config)
+    return {item.name: spec_for(item, hints[item.name]) for item in dataclasses.fields(Config)}

@@ -8,21 +8,18 @@ generated from the same fields by :func:`settings_reference`.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import os
 import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hasten.config import Config
+from hasten.config import Config, setting_specs
+from hasten.settings import ENV_PREFIX, SettingSpec, SettingValueError
 
-ENV_PREFIX = "HASTEN_"
 # HASTEN_* variables that are not settings: HASTEN_COMPILE chooses how a wheel is built
 # (hatch_build.py), and may well stay exported in the shell that then runs the server.
 NOT_SETTINGS = frozenset({"HASTEN_COMPILE"})
@@ -37,71 +34,6 @@ _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 
 class SettingsError(ValueError):
     """A setting that no source may give: an unknown name or a value of the wrong kind."""
-
-
-@dataclass(frozen=True)
-class SettingSpec:
-    """What a setting accepts, read from its ``Config`` field and type annotation."""
-
-    name: str
-    kind: type
-    optional: bool
-    many: bool
-    choices: tuple[str, ...] | None
-    help: str
-    default: Any
-    legacy_env: str | None
-    option_name: str
-    secret: bool = False
-
-    @property
-    def env_name(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def option(self) -> str:
-        return "APP" if self.name == "app" else "--" + self.option_name.replace("_", "-")
-
-
-def _spec_for(item: dataclasses.Field[Any], annotation: Any) -> SettingSpec:
-    optional = False
-    many = False
-    choices = item.metadata.get("choices")
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        arguments = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        optional = len(arguments) < len(typing.get_args(annotation))
-        # ``app`` is also an ASGI callable when embedded; from a source it is always text.
-        annotation = str if str in arguments else arguments[0]
-    if typing.get_origin(annotation) is list:
-        many = True
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) is typing.Literal:
-        choices = choices or typing.get_args(annotation)
-        annotation = str
-    if item.default_factory is not dataclasses.MISSING:
-        default = item.default_factory()
-    elif item.default is not dataclasses.MISSING:
-        default = item.default
-    else:
-        default = None
-    return SettingSpec(
-        name=item.name,
-        kind=annotation,
-        optional=optional,
-        many=many,
-        choices=tuple(choices) if choices else None,
-        help=item.metadata.get("help", ""),
-        default=default,
-        legacy_env=item.metadata.get("env"),
-        option_name=item.metadata.get("option") or item.name,
-        secret=bool(item.metadata.get("secret")),
-    )
-
-
-def setting_specs() -> dict[str, SettingSpec]:
-    """Every setting by name, in the order ``Config`` declares them."""
-    hints = typing.get_type_hints(Config)
-    return {item.name: _spec_for(item, hints[item.name]) for item in dataclasses.fields(Config)}
 
 
 def _describe_kind(spec: SettingSpec) -> str:
@@ -119,17 +51,9 @@ def _describe_kind(spec: SettingSpec) -> str:
     return allowed
 
 
-MASK = "********"
-
-
-def _shown(spec: SettingSpec, value: Any) -> Any:
-    """``value`` as hasten may show it: a secret setting's value is masked."""
-    return MASK if spec.secret and value is not None else value
-
-
 def _bad_value(spec: SettingSpec, value: Any, source: str) -> SettingsError:
     return SettingsError(
-        f"{spec.name}={_shown(spec, value)!r} from {source} is not allowed: expected "
+        f"{spec.name}={spec.shown(value)!r} from {source} is not allowed: expected "
         f"{_describe_kind(spec)}"
     )
 
@@ -311,11 +235,9 @@ def _check_values(resolved: ResolvedSettings) -> None:
     """Run ``Config``'s own validation and say which source gave the offending value."""
     try:
         Config(app=resolved.values["app"], **resolved.config_settings())
-    except ValueError as exc:
-        message = str(exc)
-        name = message.split("=", 1)[0].split(" ", 1)[0].split(":", 1)[0]
-        origin = resolved.origins.get(name)
-        raise SettingsError(f"{message} (from {origin})" if origin else message) from None
+    except SettingValueError as exc:
+        origin = resolved.origins.get(exc.setting)
+        raise SettingsError(f"{exc} (from {origin})" if origin else str(exc)) from None
 
 
 def _toml_value(value: Any) -> str:
@@ -336,7 +258,7 @@ def format_effective_settings(resolved: ResolvedSettings) -> str:
     for name in specs:
         if name not in resolved.values:
             continue
-        value = _shown(specs[name], resolved.values[name])
+        value = specs[name].shown(resolved.values[name])
         text = f"# {name} is not set" if value is None else f"{name} = {_toml_value(value)}"
         entries.append((text, resolved.origins[name]))
     width = max(len(text) for text, _ in entries)
@@ -372,7 +294,8 @@ def settings_reference() -> str:
         "4. the command line.",
         "",
         "`hasten --print-config` shows the effective settings and where each came from. An",
-        "unknown name or a value of the wrong type is an error naming the setting and its source.",
+        "unknown name, or a value of the wrong type or outside what `Allowed` says, is an error",
+        "naming the setting and its source.",
         "",
         "| setting (TOML key) | command line | environment | default | meaning |",
         "| --- | --- | --- | --- | --- |",
@@ -385,6 +308,9 @@ def settings_reference() -> str:
         if spec.kind is bool and not spec.many:
             option += f" / --no-{spec.option_name.replace('_', '-')}"
         meaning = spec.help
+        bounds = spec.describe_bounds()
+        if bounds is not None:
+            meaning += f" Allowed: `{bounds}`."
         if spec.choices:
             meaning += " One of " + ", ".join(f"`{choice}`" for choice in spec.choices) + "."
         meaning = meaning.replace("|", "\\|")
