@@ -22,7 +22,7 @@ LIMITS = RequestLimits(
     max_fields=10,
     max_field_size=50,
     max_head_size=200,
-    max_body_size=1000,
+    limit_request_body=1000,
     max_pipelined=4,
 )
 
@@ -150,7 +150,7 @@ def test_field_limit_error_names_the_limit_passed() -> None:
 def test_limits_come_from_the_settings() -> None:
     config = Config(app="m:a", limit_request_line=10, limit_request_body=5)
     limits = RequestLimits.from_config(config)
-    assert (limits.max_request_line, limits.max_body_size, limits.max_fields) == (10, 5, 100)
+    assert (limits.max_request_line, limits.limit_request_body, limits.max_fields) == (10, 5, 100)
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ class RequestLimits:
     max_fields: int
     max_field_size: int
     max_head_size: int
-    max_body_size: int | None
+    limit_request_body: int | None
     max_pipelined: int
 
     @classmethod
@@ -66,7 +66,7 @@ class RequestLimits:
             max_fields=config.limit_request_fields,
             max_field_size=config.limit_request_field_size,
             max_head_size=config.limit_request_headers_size,
-            max_body_size=config.limit_request_body,
+            limit_request_body=config.limit_request_body,
             max_pipelined=config.limit_pipelined_requests,
         )
 
@@ -192,11 +192,13 @@ def check_fields(
             codings.extend(coding.strip(_OWS).lower() for coding in value.split(b","))
         elif (
             name == b"content-length"
-            and limits.max_body_size is not None
+            and limits.limit_request_body is not None
             # llhttp has already checked that the value is 1*DIGIT (and OWS): int() is safe.
-            and int(value.strip(_OWS)) > limits.max_body_size
+            and int(value.strip(_OWS)) > limits.limit_request_body
         ):
-            raise HTTPRequestError(413, f"request body larger than {limits.max_body_size} bytes")
+            raise HTTPRequestError(
+                413, f"request body larger than {limits.limit_request_body} bytes"
+            )
         elif name == b"expect" and value.lower() == b"100-continue":
             expects_continue = True
     # RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, with more than one Host, or

@@ -437,7 +437,7 @@ class H1Connection(asyncio.Protocol):
             # Each queued request holds its scope: bound what a pipelining client can make
             # the server buffer ahead of the app.
             raise HTTPRequestError(429, "too many pipelined requests")
-        self.body_budget = self.limits.max_body_size
+        self.body_budget = self.limits.limit_request_body
         self.body_cycle = cycle
         if self.cycle is not None or self.pipeline:
             # Pipelined behind a request still being answered: stop reading until it's done.

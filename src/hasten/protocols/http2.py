@@ -299,7 +299,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         """The ASGI scope of a request, and the error status to answer it with (or 0)."""
         method, target, _, protocol, headers = fields
         status = 0
-        if self.limits.max_request_body is not None:
+        if self.limits.limit_request_body is not None:
             for name, value in headers:
                 if name == b"content-length" and self._body_over_limit(value):
                     status = 413
@@ -333,7 +333,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         return scope, status
 
     def _body_over_limit(self, content_length: bytes) -> bool:
-        limit = self.limits.max_request_body
+        limit = self.limits.limit_request_body
         # h2 has checked that content-length is a number (RFC 9113 §8.1.1).
         return limit is not None and content_length.isdigit() and int(content_length) > limit
 
@@ -373,7 +373,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
             return
         stream.feed_body(data, event.flow_controlled_length or 0)
-        limit = self.limits.max_request_body
+        limit = self.limits.limit_request_body
         if limit is not None and stream.received_length > limit and not stream.disconnected:
             error_logger.debug("HTTP/2 request body over --limit-request-body; refusing it.")
             stream.refuse_body()

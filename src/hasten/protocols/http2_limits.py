@@ -12,17 +12,17 @@ MAX_WINDOW = 2**31 - 1
 
 @dataclass(frozen=True, slots=True)
 class H2Limits:
-    """The ``h2_*`` settings (and the request body limit), read once per server and shared by
-    its HTTP/2 connections."""
+    """The ``h2_*`` settings (named without ``h2_``) and ``limit_request_body``, read once per
+    server and shared by its HTTP/2 connections; the defaults are ``Config``'s."""
 
-    max_concurrent_streams: int = 100
-    initial_window_size: int = 65535
-    max_frame_size: int = 16384
-    max_header_list_size: int = 65536
-    max_reset_streams: int = 200
-    max_control_frames: int = 1000
-    timeout_stalled_stream: float = 30.0
-    max_request_body: int | None = None
+    max_concurrent_streams: int
+    initial_window_size: int
+    max_frame_size: int
+    max_header_list_size: int
+    max_reset_streams: int
+    max_control_frames: int
+    timeout_stalled_stream: float
+    limit_request_body: int | None
 
     @classmethod
     def from_config(cls, config: Config) -> H2Limits:
@@ -34,7 +34,7 @@ class H2Limits:
             max_reset_streams=config.h2_max_reset_streams,
             max_control_frames=config.h2_max_control_frames,
             timeout_stalled_stream=config.h2_timeout_stalled_stream,
-            max_request_body=config.limit_request_body,
+            limit_request_body=config.limit_request_body,
         )
 
     @property
