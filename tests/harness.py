@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from hasten import Config, Server
 
 T = TypeVar("T")
@@ -273,6 +275,17 @@ class HastenProcess:
         return code
 
     _reader_done: threading.Event = field(default_factory=threading.Event)
+
+
+def skip_without_ipv6_loopback() -> None:
+    """Skip the calling test on a machine that cannot bind ::1."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
 
 
 def hasten_command(*args: str) -> list[str]:

@@ -24,17 +24,7 @@ from hasten.binds import (
     parse_mode,
     reserve_port,
 )
-
-
-@pytest.fixture
-def ipv6_loopback() -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback")
+from tests.harness import skip_without_ipv6_loopback
 
 
 @pytest.fixture
@@ -110,8 +100,8 @@ def test_port_zero_binds_a_listening_socket_on_a_free_port(closing: list[socket.
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
-@pytest.mark.usefixtures("ipv6_loopback")
 def test_ipv6_loopback_is_bound_and_described_in_brackets(closing: list[socket.socket]) -> None:
+    skip_without_ipv6_loopback()
     sock = bind(parse_address("[::1]:0"), backlog=8)
     closing.append(sock)
     port = sock.getsockname()[1]

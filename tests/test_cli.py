@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 import hasten
-from tests.harness import APPS_DIR, RawClient, hasten_command, hasten_process, request
+from tests.harness import (
+    APPS_DIR,
+    RawClient,
+    hasten_command,
+    hasten_process,
+    request,
+    skip_without_ipv6_loopback,
+)
 from tests.subprocesses import listening_process, run_to_exit
 
 
@@ -271,13 +278,7 @@ def test_limit_concurrency_option_answers_503_beyond_the_limit(tmp_path: Path) -
 
 
 def test_ipv6_host_is_served_and_logged_in_brackets() -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        pytest.skip("no IPv6 loopback")
+    skip_without_ipv6_loopback()
     with hasten_process("cli_target:app", "--host", "::1", "--port", "0") as running:
         assert "Listening on http://[::1]:" in running.wait_for_line("Listening on")
         assert httpx.get(f"http://[::1]:{running.port}/").status_code == 200
