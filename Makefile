@@ -23,8 +23,8 @@ run: $(VENV)/.run-installed  ## serve examples/app.py on http://127.0.0.1:8000
 test: lint typecheck pytest pytest-wheel  ## ruff, mypy --strict, pytest (editable, then the wheel)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests examples hatch_build.py
-	$(BIN)/ruff format --check src tests examples hatch_build.py
+	$(BIN)/ruff check src tests examples bench hatch_build.py
+	$(BIN)/ruff format --check src tests examples bench hatch_build.py
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict src
@@ -97,7 +97,7 @@ test-all: lint typecheck
 	[ -z "$$failed" ] || { echo "FAILED on CPython$$failed"; exit 1; }
 
 clean:
-	rm -rf .venv .venv-wheel-* .wheels .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-wheel-* .wheels .bench-base .mypy_cache .pytest_cache .ruff_cache
 
 # -- Benchmarks (bench/): hasten vs uvicorn vs granian --------------------------------------
 # The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
@@ -124,8 +124,22 @@ bench-tools:
 	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
 	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client; }
 
-bench: bench-tools $(BENCH_VENV)/.hasten-$(WHEEL_KEY)  ## side-by-side benchmark (QUICK=1: < 3 min)
-	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick)
+# BASELINE=REV adds the hasten of git revision REV (its wheel, built as `make wheel` builds
+# ours, in .venv-bench-base) to every scenario: an A/B of two builds in the same rounds.
+BASELINE ?=
+BASE_VENV := .venv-bench-base
+
+.PHONY: bench-base
+bench-base:
+	rm -rf .bench-base $(BASE_VENV) && mkdir -p .bench-base/src
+	git archive $(BASELINE) | tar -x -C .bench-base/src
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir .bench-base/dist .bench-base/src
+	$(PYTHON) -m venv $(BASE_VENV)
+	$(BASE_VENV)/bin/python -m pip install --quiet .bench-base/dist/hasten-*.whl
+
+bench: bench-tools $(BENCH_VENV)/.hasten-$(WHEEL_KEY) $(if $(BASELINE),bench-base)  ## side-by-side benchmark (QUICK=1: < 3 min; ONLY="hello ws"; BASELINE=REV)
+	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) \
+	  $(if $(BASELINE),--baseline $(BASE_VENV)/bin/python --baseline-name $(BASELINE))
 
 # The profile runs hasten from its Python source (PYTHONPATH=src): py-spy sees no function
 # inside a compiled module, and the source is what one optimises.

@@ -115,6 +115,23 @@ def check_targets(results: Results) -> list[Check]:
     return checks
 
 
+def baseline_lines(results: Results, baseline: str) -> list[str]:
+    """hasten against the baseline build, per scenario: rate ratio (idle: memory ratio)."""
+    lines = []
+    for scenario in results:
+        ours, base = _ran(results, scenario, "hasten"), _ran(results, scenario, baseline)
+        if ours is None or base is None:
+            continue
+        if scenario == "idle":
+            value = ratio(ours.per_conn_bytes, base.per_conn_bytes)
+            what = "memory per connection"
+        else:
+            value = ratio(ours.rate, base.rate)
+            what = "rate"
+        lines.append(f"{scenario}: hasten {what} {_fmt_ratio(value)} of {baseline}'s")
+    return lines
+
+
 def _cell(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 

@@ -28,12 +28,14 @@ from pathlib import Path
 from bench import clients, report
 from bench.measure import LoadResult, Sample, parse_h2load, parse_wrk, summarise
 from bench.servers import (
+    BASELINE_NAME,
     CLIENT_CPU,
     HASTEN,
     HYPERCORN,
     PEERS,
     RunningServer,
     ServerSpec,
+    baseline,
     serving,
 )
 
@@ -99,10 +101,10 @@ SCENARIOS = (
 )  # fmt: skip
 
 
-def peers_for(scenario: Scenario) -> tuple[ServerSpec, ...]:
+def peers_for(scenario: Scenario, extra: tuple[ServerSpec, ...] = ()) -> tuple[ServerSpec, ...]:
     if scenario.kind == "h2" and importlib.util.find_spec("hypercorn") is not None:
-        return (*PEERS, HYPERCORN)
-    return PEERS
+        return (*PEERS, *extra, HYPERCORN)
+    return (*PEERS, *extra)
 
 
 class PeakRss:
@@ -282,6 +284,7 @@ def machine_info() -> dict[str, str]:
 def write_report(
     summary: dict[str, dict[str, Sample]],
     checks: list[report.Check],
+    against_baseline: list[str],
     info: dict[str, str],
     settings: Settings,
     elapsed: float,
@@ -332,18 +335,31 @@ def write_report(
     lines += [f"- `{s.name}`: {s.description}" for s in SCENARIOS]
     lines += ["", "## Results (medians)", "", *report.results_table(summary, units), ""]
     lines += ["## Targets", "", "```", *(check.line() for check in checks), "```", ""]
+    if against_baseline:
+        lines += [
+            f"## Against the baseline ({info.get('baseline', BASELINE_NAME)})",
+            "",
+            "The same scenarios on another build of hasten, in the same rounds:",
+            "",
+            "```",
+            *against_baseline,
+            "```",
+            "",
+        ]
     lines += ["![hasten vs uvicorn vs granian](latest.png)", ""]
     (RESULTS_DIR / "latest.md").write_text("\n".join(lines))
 
 
-def collect(settings: Settings, scenarios: list[Scenario]) -> dict[str, dict[str, list[Sample]]]:
+def collect(
+    settings: Settings, scenarios: list[Scenario], extra: tuple[ServerSpec, ...] = ()
+) -> dict[str, dict[str, list[Sample]]]:
     """Every round of every scenario on every server: the raw samples."""
     samples: dict[str, dict[str, list[Sample]]] = {
-        s.name: {spec.name: [] for spec in peers_for(s)} for s in scenarios
+        s.name: {spec.name: [] for spec in peers_for(s, extra)} for s in scenarios
     }
     for round_index in range(settings.rounds):
         for scenario in scenarios:
-            for spec in rotated(peers_for(scenario), round_index):
+            for spec in rotated(peers_for(scenario, extra), round_index):
                 try:
                     sample = measure(scenario, spec, settings)
                 except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
@@ -369,10 +385,13 @@ def publish(
     checks = report.check_targets(summary)
     for check in checks:
         print(check.line())
+    against_baseline = report.baseline_lines(summary, BASELINE_NAME)
+    for line in against_baseline:
+        print(line)
     if not write:
         return
     RESULTS_DIR.mkdir(exist_ok=True)
-    write_report(summary, checks, info, settings, elapsed)
+    write_report(summary, checks, against_baseline, info, settings, elapsed)
     mode = "full run" if settings.mode == "full" else "QUICK run (noisy placeholder)"
     report.draw_chart(
         summary,
@@ -404,6 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--render", action="store_true", help="only rebuild latest.md/.png from latest.json"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="PYTHON",
+        help="also run the hasten this Python has installed, as hasten-base (an A/B)",
+    )
+    parser.add_argument(
+        "--baseline-name", default="", help="what the baseline is (a git revision), for the report"
+    )
     args = parser.parse_args(argv)
     if args.render:
         render_again()
@@ -414,9 +441,12 @@ def main(argv: list[str] | None = None) -> int:
     clients.raise_open_file_limit(settings.idle_connections * 2 + 4096)
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     info = machine_info()
+    extra = (baseline(args.baseline),) if args.baseline else ()
+    if args.baseline:
+        info["baseline"] = args.baseline_name or args.baseline
     print(f"bench: {settings.mode} mode on {info['cpu']}, Python {info['python']}", flush=True)
     started = time.monotonic()
-    samples = collect(settings, scenarios)
+    samples = collect(settings, scenarios, extra)
     elapsed = time.monotonic() - started
     print(f"bench: done in {elapsed / 60:.1f} min")
     publish(samples, info, settings, elapsed, write=not args.no_write)

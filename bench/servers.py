@@ -61,6 +61,13 @@ HYPERCORN = ServerSpec(
 )  # fmt: skip
 
 PEERS = (HASTEN, UVICORN, GRANIAN)
+BASELINE_NAME = "hasten-base"
+
+
+def baseline(python: str) -> ServerSpec:
+    """hasten as another Python installed it (``make bench BASELINE=REV``), run exactly as
+    ``HASTEN`` is, so that two builds of hasten are compared side by side in one run."""
+    return ServerSpec(BASELINE_NAME, (python, *HASTEN.argv[1:]))
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.measure import Sample
 from bench.profile import frame_name, top_functions
-from bench.report import check_targets, results_table
+from bench.report import baseline_lines, check_targets, results_table
 
 
 def _status(results: dict[str, dict[str, Sample]], name: str) -> str:
@@ -85,3 +85,26 @@ def test_profile_counts_own_and_inclusive_samples() -> None:
     assert own["send (http1.py)"] == 5
     assert inclusive["send (http1.py)"] == 8
     assert inclusive["run (server.py)"] == 8
+
+
+def test_baseline_lines_compare_hasten_with_the_baseline_build() -> None:
+    results = {
+        "hello": {"hasten": Sample(rate=103.0), "hasten-base": Sample(rate=100.0)},
+        "idle": {"hasten": Sample(per_conn_bytes=2000), "hasten-base": Sample(per_conn_bytes=2500)},
+        "ws": {"hasten": Sample(rate=50.0)},
+    }
+    assert baseline_lines(results, "hasten-base") == [
+        "hello: hasten rate 1.03x of hasten-base's",
+        "idle: hasten memory per connection 0.80x of hasten-base's",
+    ]
+
+
+def test_the_baseline_runs_as_hasten_runs_under_another_python() -> None:
+    from bench.servers import HASTEN, baseline
+
+    spec = baseline("/base/bin/python")
+    assert spec.name == "hasten-base"
+    assert spec.command("plain:hello", 8000, 5) == [
+        "/base/bin/python",
+        *HASTEN.command("plain:hello", 8000, 5)[1:],
+    ]
