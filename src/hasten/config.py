@@ -198,7 +198,8 @@ class Config:
     )
     proxy_headers: bool = setting(
         False,
-        "Trust X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips peers.",
+        "Trust X-Forwarded-For, -Proto, -Host and -Port, or else RFC 7239 Forwarded, from "
+        "--forwarded-allow-ips peers (see docs/security.md).",
         flag=True,
     )
     forwarded_allow_ips: str = setting(

@@ -426,7 +426,7 @@ class H1Connection(asyncio.Protocol):
         scope["state"] = state.lifespan_state.copy()
         scope["extensions"] = {} if self.tls_extension is None else {"tls": self.tls_extension}
         if state.trusted_proxies is not None:
-            scope["client"], scope["scheme"] = apply_proxy_headers(
+            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
                 state.trusted_proxies, self.client, self.scheme, headers
             )
         cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)

@@ -324,7 +324,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             "extensions": self.extensions.copy(),
         }
         if self.state.trusted_proxies is not None:
-            scope["client"], scope["scheme"] = apply_proxy_headers(
+            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
                 self.state.trusted_proxies, self.client, self.scheme, headers
             )
         if not status and self.state.over_capacity():
