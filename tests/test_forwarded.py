@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hasten.forwarded import parse_forwarded, parse_node
 from hasten.proxy import TrustedProxies, apply_proxy_headers
+from tests.apps.origin_app import app as origin_app
 from tests.harness import RunningServer, request, run_server
 from tests.protocols.h2client import H2Client
 from tests.protocols.ws_support import read_frame, upgrade_request
@@ -235,29 +236,11 @@ def test_forwarded_host_is_added_when_the_request_has_none() -> None:
 # -- served requests -----------------------------------------------------------------------
 
 
-async def origin_reporter(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    origin = {
-        "client": scope["client"],
-        "scheme": scope["scheme"],
-        "host": dict(scope["headers"]).get(b"host", b"").decode(),
-        "server": scope["server"],
-    }
-    body = json.dumps(origin).encode()
-    if scope["type"] == "websocket":
-        await receive()
-        await send({"type": "websocket.accept"})
-        await send({"type": "websocket.send", "text": body.decode()})
-        await send({"type": "websocket.close"})
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
-
-
 NGINX_FORWARDED = {"Forwarded": 'for="[2001:db8::7]:4711";proto=https;host=shop.example'}
 
 
 def serve(**settings: Any) -> Any:
-    return run_server(origin_reporter, lifespan="off", proxy_headers=True, **settings)
+    return run_server(origin_app, lifespan="off", proxy_headers=True, **settings)
 
 
 def http1_origin(server: RunningServer, headers: dict[str, str]) -> dict[str, Any]:

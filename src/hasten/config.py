@@ -15,6 +15,7 @@ from hasten.asgi import ASGIApplication, check_response_header
 from hasten.logs import AccessLogFormat, configure_logging
 from hasten.metrics import parse_bind
 from hasten.proxy import TrustedProxies
+from hasten.proxy_protocol import V2_MAX_LENGTH, V2_MIN_LIMIT
 
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -204,8 +205,24 @@ class Config:
     )
     forwarded_allow_ips: str = setting(
         "127.0.0.1",
-        "Comma-separated IPs, CIDRs, 'unix:' or '*' trusted to send proxy headers.",
+        "Comma-separated IPs, CIDRs, 'unix:' or '*' trusted to send proxy headers and PROXY "
+        "protocol headers.",
         env="FORWARDED_ALLOW_IPS",
+    )
+    proxy_protocol: bool = setting(
+        False,
+        "Expect a PROXY protocol v1 or v2 header (HAProxy, AWS NLB, Envoy) before anything "
+        "else on every connection, TLS included, from --forwarded-allow-ips peers only; a "
+        "connection without a valid one is closed.",
+        flag=True,
+    )
+    timeout_proxy_protocol: float = setting(
+        5.0, "Close a connection whose PROXY protocol header is not complete in this many seconds."
+    )
+    limit_proxy_protocol_header: int = setting(
+        4096,
+        "Largest PROXY protocol v2 header, TLVs included, in bytes (at least 232); a larger "
+        "one closes the connection. v1 headers are at most 107 bytes.",
     )
 
     env_file: str | None = setting(
@@ -401,6 +418,10 @@ class Config:
             AccessLogFormat(self.access_log_format)  # raises ValueError naming a bad field
         if self.metrics_bind is not None:
             parse_bind(self.metrics_bind)  # raises ValueError naming metrics_bind
+        if self.timeout_proxy_protocol <= 0:
+            raise ValueError("timeout_proxy_protocol must be > 0")
+        if not V2_MIN_LIMIT <= self.limit_proxy_protocol_header <= V2_MAX_LENGTH:
+            raise ValueError(f"limit_proxy_protocol_header must be {V2_MIN_LIMIT}..{V2_MAX_LENGTH}")
         try:
             TrustedProxies(self.forwarded_allow_ips)
         except ValueError as exc:
