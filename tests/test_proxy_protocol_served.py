@@ -234,3 +234,21 @@ def test_without_the_setting_a_header_is_a_bad_request() -> None:
 def test_bad_proxy_protocol_settings_are_config_errors(setting: str, value: float) -> None:
     with pytest.raises(ValueError, match=setting):
         Config(app="x:y", **{setting: value})
+
+
+@pytest.mark.parametrize(
+    ("named", "expected"),
+    [
+        ("10.0.0.5", ["203.0.113.7", 0]),  # an HTTP proxy the PROXY header names: believed
+        ("198.51.100.1", ["198.51.100.1", 51000]),  # a client: its X-Forwarded-For is not
+    ],
+)
+def test_proxy_headers_are_believed_only_from_a_trusted_client_of_the_header(
+    named: str, expected: list[Any]
+) -> None:
+    settings = {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1, 10.0.0.0/8"}
+    with serve(**settings) as server, server.connect() as client:
+        client.send(v1(named, "10.0.0.1", 51000, 80))
+        client.send(request(headers={"X-Forwarded-For": "203.0.113.7"}))
+        origin = json.loads(client.read_response().body)
+    assert origin["client"] == expected
