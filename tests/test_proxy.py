@@ -68,14 +68,16 @@ def test_empty_forwarded_for_gives_no_client() -> None:
 
 def test_repeated_forwarded_for_lines_form_one_list() -> None:
     headers = [(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-for", b"203.0.113.9")]
-    client, _ = apply_proxy_headers(TrustedProxies("127.0.0.1"), ("127.0.0.1", 5), "http", headers)
+    client, _, _ = apply_proxy_headers(
+        TrustedProxies("127.0.0.1"), ("127.0.0.1", 5), "http", headers
+    )
     assert client == ("203.0.113.9", 0)
 
 
 def test_untrusted_peer_headers_are_ignored_by_apply() -> None:
     headers = [(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-proto", b"https")]
     result = apply_proxy_headers(TrustedProxies("10.0.0.1"), ("127.0.0.1", 5), "http", headers)
-    assert result == (("127.0.0.1", 5), "http")
+    assert result == (("127.0.0.1", 5), "http", headers)
 
 
 @pytest.mark.parametrize(
@@ -90,7 +92,7 @@ def test_untrusted_peer_headers_are_ignored_by_apply() -> None:
 )
 def test_forwarded_proto_sets_the_scheme(proto: bytes, scheme: str, expected: str) -> None:
     headers = [(b"x-forwarded-proto", proto)]
-    _, result = apply_proxy_headers(TrustedProxies("*"), ("127.0.0.1", 5), scheme, headers)
+    _, result, _ = apply_proxy_headers(TrustedProxies("*"), ("127.0.0.1", 5), scheme, headers)
     assert result == expected
 
 

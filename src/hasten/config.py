@@ -24,6 +24,7 @@ from hasten.binds import (
 )
 from hasten.logs import AccessLogFormat, configure_logging
 from hasten.proxy import TrustedProxies
+from hasten.proxy_protocol import V2_MAX_LENGTH, V2_MIN_LIMIT
 from hasten.settings import SettingSpec, SettingValueError, setting, spec_for
 
 LifespanMode = Literal["auto", "on", "off"]
@@ -179,12 +180,32 @@ class Config:
     )
     proxy_headers: bool = setting(
         False,
-        "Trust X-Forwarded-For and X-Forwarded-Proto from --forwarded-allow-ips peers.",
+        "Trust X-Forwarded-For, -Proto, -Host and -Port, or else RFC 7239 Forwarded, from "
+        "--forwarded-allow-ips peers (see docs/security.md).",
     )
     forwarded_allow_ips: str = setting(
         "127.0.0.1",
-        "Comma-separated IPs, CIDRs, 'unix:' or '*' trusted to send proxy headers.",
+        "Comma-separated IPs, CIDRs, 'unix:' or '*' trusted to send proxy headers and PROXY "
+        "protocol headers.",
         env="FORWARDED_ALLOW_IPS",
+    )
+    proxy_protocol: bool = setting(
+        False,
+        "Expect a PROXY protocol v1 or v2 header (HAProxy, AWS NLB, Envoy) before anything "
+        "else on every connection, TLS included, from --forwarded-allow-ips peers only; a "
+        "connection without a valid one is closed.",
+    )
+    timeout_proxy_protocol: float = setting(
+        5.0,
+        "Close a connection whose PROXY protocol header is not complete in this many seconds.",
+        above=0,
+    )
+    limit_proxy_protocol_header: int = setting(
+        4096,
+        "Largest PROXY protocol v2 header, TLVs included, in bytes; a larger one closes the "
+        "connection. v1 headers are at most 107 bytes.",
+        min=V2_MIN_LIMIT,
+        max=V2_MAX_LENGTH,
     )
 
     env_file: str | None = setting(

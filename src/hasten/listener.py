@@ -17,9 +17,12 @@ import functools
 import socket
 import ssl
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hasten.logs import error_logger
+
+if TYPE_CHECKING:
+    from hasten.proxy_protocol_gate import ProxyProtocolGate
 
 # Connections accepted per wake-up, at most. Each one's first request is read in the same
 # loop turns, so a batch is a burst of requests in flight at once: uncapped, a flood of 2048
@@ -35,7 +38,8 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 
 class Listener:
     """Serves one listening socket until ``close()``: each accepted connection gets a
-    protocol from ``protocol_factory``, over TLS when ``ssl_context`` is given."""
+    protocol from ``protocol_factory``, over TLS when ``ssl_context`` is given, once its
+    PROXY protocol header is read when ``proxy_protocol`` is given."""
 
     def __init__(
         self,
@@ -45,12 +49,14 @@ class Listener:
         *,
         ssl_context: ssl.SSLContext | None = None,
         ssl_handshake_timeout: float | None = None,
+        proxy_protocol: ProxyProtocolGate | None = None,
     ) -> None:
         self.loop = loop
         self.sockets = (sock,)
         self.protocol_factory = protocol_factory
         self.ssl_context = ssl_context
         self.ssl_handshake_timeout = ssl_handshake_timeout if ssl_context else None
+        self.proxy_protocol = proxy_protocol
         self.closed = False
         self._fd = sock.fileno()
         self._retry: asyncio.TimerHandle | None = None
@@ -71,6 +77,8 @@ class Listener:
             self._retry.cancel()
         self.loop.remove_reader(self._fd)
         self.sockets[0].close()
+        if self.proxy_protocol is not None:
+            self.proxy_protocol.close()
 
     def _accept_waiting(self) -> None:
         sock = self.sockets[0]
@@ -93,11 +101,17 @@ class Listener:
                 self.loop.remove_reader(self._fd)
                 self._retry = self.loop.call_later(ACCEPT_RETRY_DELAY, self.start)
                 return
-            self._connect(conn)
+            if self.proxy_protocol is None:
+                self._connect(conn, self.protocol_factory)
+            else:
+                # The PROXY header comes before anything else, a TLS handshake included.
+                self.proxy_protocol.admit(conn, self.protocol_factory, self._connect)
 
-    def _connect(self, conn: socket.socket) -> None:
+    def _connect(
+        self, conn: socket.socket, protocol_factory: Callable[[], asyncio.Protocol]
+    ) -> None:
         connecting = self.loop.connect_accepted_socket(
-            self.protocol_factory,
+            protocol_factory,
             conn,
             ssl=self.ssl_context,
             ssl_handshake_timeout=self.ssl_handshake_timeout,

@@ -21,6 +21,8 @@ from hasten.logs import error_logger
 from hasten.protocols.negotiation import connection_factory
 from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
 from hasten.protocols.websocket_connection import WebSocketSettings
+from hasten.proxy import TrustedProxies
+from hasten.proxy_protocol_gate import ProxyProtocolGate
 from hasten.state import ServerState
 from hasten.tls import create_ssl_context
 
@@ -137,6 +139,15 @@ class Server:
         loop = state.loop
         ssl_context = create_ssl_context(config)
         protocol_factory = connection_factory(state, config, ssl_context)
+        proxy_protocol = None
+        if state.proxied_origins is not None:
+            proxy_protocol = ProxyProtocolGate(
+                loop,
+                TrustedProxies(config.forwarded_allow_ips),
+                state.proxied_origins,
+                timeout=config.timeout_proxy_protocol,
+                max_length=config.limit_proxy_protocol_header,
+            )
         if config.ws != "none":
             settings = state.websocket_settings = WebSocketSettings.from_config(config)
             state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, settings)
@@ -158,6 +169,7 @@ class Server:
                 protocol_factory,
                 ssl_context=ssl_context,
                 ssl_handshake_timeout=config.ssl_handshake_timeout,
+                proxy_protocol=proxy_protocol,
             )
             listener.start()
             self.servers.append(listener)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import weakref
 from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +27,12 @@ UpgradeHandler = Callable[["H1Connection", "RequestCycle", bytes], bool]
 # Takes over a cleartext connection whose first bytes were the HTTP/2 preface: called with
 # the transport and the bytes after the preface.
 PrefaceHandler = Callable[[asyncio.BaseTransport, bytes], None]
+# Whom a PROXY protocol header named for a connection (--proxy-protocol): the client, and
+# the ASGI ``tls`` extension when the proxy says it terminated the client's TLS.
+ProxiedOrigin = tuple[tuple[str, int], dict[str, Any] | None]
+# Keyed by transport, or by its SSLObject on TLS: uvloop's TLS transports can't be weakly
+# referenced, and the SSLObject lives exactly as long.
+ProxiedOrigins = weakref.WeakKeyDictionary[object, ProxiedOrigin]
 
 
 class ServedConnection(Protocol):
@@ -55,6 +62,7 @@ class ServerState:
         "limit_concurrency",
         "limit_write_buffer",
         "loop",
+        "proxied_origins",
         "request_limits",
         "root_path",
         "shutting_down",
@@ -95,6 +103,9 @@ class ServerState:
         self.timeout_response_write = config.timeout_response_write
         self.trusted_proxies = (
             TrustedProxies(config.forwarded_allow_ips) if config.proxy_headers else None
+        )
+        self.proxied_origins: ProxiedOrigins | None = (
+            weakref.WeakKeyDictionary() if config.proxy_protocol else None
         )
         self.shutting_down = False
         self.upgrade_handlers: dict[bytes, UpgradeHandler] = {}

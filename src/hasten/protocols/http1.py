@@ -158,11 +158,8 @@ class H1Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=self.state.limit_write_buffer)
         self.parser = httptools.HttpRequestParser(self)
         # Addresses are looked up once per connection, not once per request.
-        self.client = _ip_address(transport.get_extra_info("peername"))
+        self.client, self.scheme, self.tls_extension = connection_origin(self.state, transport)
         self.server = server_address(transport.get_extra_info("sockname"))
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.scheme = "https" if ssl_object is not None else "http"
-        self.tls_extension = None if ssl_object is None else tls_scope_extension(ssl_object)
         self.idle_since = self.state.loop.time()
         self.state.connections.add(self)
         if self.state.shutting_down:
@@ -426,7 +423,7 @@ class H1Connection(asyncio.Protocol):
         scope["state"] = state.lifespan_state.copy()
         scope["extensions"] = {} if self.tls_extension is None else {"tls": self.tls_extension}
         if state.trusted_proxies is not None:
-            scope["client"], scope["scheme"] = apply_proxy_headers(
+            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
                 state.trusted_proxies, self.client, self.scheme, headers
             )
         cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)
@@ -700,6 +697,26 @@ def _ip_address(address: Any) -> tuple[str, int] | None:
         # Interned: the connections of one client (or one proxy) share its host string.
         return (sys.intern(str(address[0])), int(address[1]))
     return None
+
+
+def connection_origin(
+    state: ServerState, transport: asyncio.BaseTransport
+) -> tuple[tuple[str, int] | None, str, dict[str, Any] | None]:
+    """A connection's client, scheme and ASGI ``tls`` extension: its own, or the ones a
+    PROXY protocol header named (``--proxy-protocol``)."""
+    client = _ip_address(transport.get_extra_info("peername"))
+    ssl_object = transport.get_extra_info("ssl_object")
+    origins = state.proxied_origins
+    if origins is not None:
+        origin = origins.get(transport if ssl_object is None else ssl_object)
+        if origin is not None:
+            client, tls = origin
+            if ssl_object is None:
+                # The proxy terminated the client's TLS (PP2_TYPE_SSL) if tls is given.
+                return client, "http" if tls is None else "https", tls
+    if ssl_object is not None:
+        return client, "https", tls_scope_extension(ssl_object)
+    return client, "http", None
 
 
 # The ASGI ``server`` of each listening address, one tuple shared by all its connections:

@@ -26,7 +26,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
-from hasten.protocols.http1 import RequestCycle, _ip_address, server_address
+from hasten.protocols.http1 import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2_fields import (
     MalformedRequest,
     RequestFields,
@@ -38,7 +38,6 @@ from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
 from hasten.protocols.http2_websocket import open_websocket_stream
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
-from hasten.tls import tls_scope_extension
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_PROTOCOLS = (
@@ -144,13 +143,11 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)
         self.flow = FlowControl(transport)
-        self.client = _ip_address(transport.get_extra_info("peername"))
+        self.client, self.scheme, tls = connection_origin(self.state, transport)
         self.server = server_address(transport.get_extra_info("sockname"))
-        ssl_object = transport.get_extra_info("ssl_object")
-        self.scheme = "https" if ssl_object is not None else "http"
         self.extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
-        if ssl_object is not None:
-            self.extensions["tls"] = tls_scope_extension(ssl_object)
+        if tls is not None:
+            self.extensions["tls"] = tls
         self.scope_base = {
             "type": "http",
             "asgi": ASGI_VERSION,
@@ -324,7 +321,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             "extensions": self.extensions.copy(),
         }
         if self.state.trusted_proxies is not None:
-            scope["client"], scope["scheme"] = apply_proxy_headers(
+            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
                 self.state.trusted_proxies, self.client, self.scheme, headers
             )
         if not status and self.state.over_capacity():
