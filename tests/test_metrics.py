@@ -105,6 +105,8 @@ def test_slow_trickling_scrape_neither_stalls_the_supervisor_nor_outlives_its_de
         "1",
         "--metrics-bind",
         "127.0.0.1:0",
+        "--timeout-metrics-scrape",
+        "5",
     ) as running:
         workers = set(wait_for_pids(running, 2))
         slow = socket.create_connection(("127.0.0.1", metrics_port(running)), timeout=10)
@@ -145,9 +147,17 @@ def test_metrics_bind_without_a_host_listens_on_loopback_only() -> None:
 
 
 def test_scrapes_beyond_the_concurrency_bound_are_answered_503() -> None:
-    with hasten_process("proc_pid:app", "--port", "0", "--metrics-bind", "127.0.0.1:0") as running:
+    with hasten_process(
+        "proc_pid:app",
+        "--port",
+        "0",
+        "--metrics-bind",
+        "127.0.0.1:0",
+        "--limit-metrics-scrapes",
+        "3",
+    ) as running:
         port = metrics_port(running)
-        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
         try:
             assert scrape(running)[0] == 503
         finally:

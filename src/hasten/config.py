@@ -241,6 +241,17 @@ class Config:
         "listens on 127.0.0.1 only (needs hasten[metrics]).",
         metavar="HOST:PORT",
     )
+    timeout_metrics_scrape: float = setting(
+        5.0,
+        "Close a metrics scrape not done this many seconds after it was accepted, whatever "
+        "its client does meanwhile (a trickled request, an answer it never reads).",
+        above=0,
+    )
+    limit_metrics_scrapes: int = setting(
+        8,
+        "Metrics scrapes served at once; a connection beyond them is answered 503 and closed.",
+        min=1,
+    )
     reload: bool = setting(False, "Restart the server when a watched file changes (development).")
     reload_dir: list[str] = setting(
         [],

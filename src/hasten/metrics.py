@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     from hasten.server import Server
 
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-# One deadline for a whole scrape, from accept to the answer's last byte, whatever the client
-# does meanwhile (a trickled request head, an answer it never reads).
-SCRAPE_DEADLINE = 5.0
-# Scrapes served at once; a connection beyond them is answered 503 and closed.
-MAX_CONCURRENT_SCRAPES = 8
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _MAX_SCRAPE_REQUEST = 8192
 _SCRAPE_BACKLOG = 16
@@ -133,7 +128,11 @@ class MetricsEndpoint:
     hold the loop that checks the workers' health.
     """
 
-    def __init__(self, metrics_bind: str) -> None:
+    def __init__(self, metrics_bind: str, *, timeout: float, limit: int) -> None:
+        # One deadline for a whole scrape, from accept to the answer's last byte.
+        self.timeout = timeout
+        # Scrapes served at once; a connection beyond them is answered 503 and closed.
+        self.limit = limit
         # Metrics tell an outsider about the service; without a host they stay on this machine.
         address = parse_host_port(metrics_bind, default_host=LOCALHOST)
         self.socket = bind(address, backlog=_SCRAPE_BACKLOG)
@@ -170,12 +169,12 @@ class MetricsEndpoint:
     def cut_overdue(self, now: float) -> None:
         """Close every scrape still unfinished at its deadline."""
         for scrape in [s for s in self.scrapes.values() if now >= s.deadline]:
-            error_logger.debug("Metrics scrape cut: not done within %.0f s", SCRAPE_DEADLINE)
+            error_logger.debug("Metrics scrape cut: not done within %g s", self.timeout)
             self._finish(scrape)
 
     def _accept_waiting(self, _mask: int) -> None:
         assert self._selector is not None
-        for _ in range(MAX_CONCURRENT_SCRAPES):
+        for _ in range(self.limit):
             try:
                 client, _ = self.socket.accept()
             except (BlockingIOError, InterruptedError):
@@ -184,12 +183,12 @@ class MetricsEndpoint:
                 error_logger.debug("Metrics scrape not accepted: %s", exc)
                 return
             client.setblocking(False)
-            if len(self.scrapes) >= MAX_CONCURRENT_SCRAPES:
+            if len(self.scrapes) >= self.limit:
                 with contextlib.suppress(OSError):
                     client.send(_BUSY)
                 client.close()
                 continue
-            scrape = Scrape(client, time.monotonic() + SCRAPE_DEADLINE)
+            scrape = Scrape(client, time.monotonic() + self.timeout)
             self.scrapes[client] = scrape
             self._selector.register(
                 client, selectors.EVENT_READ, functools.partial(self._on_event, scrape)

@@ -119,7 +119,11 @@ class WorkerSupervisor:
             elif not self.sockets:
                 self.sockets = bind_all(addresses, backlog=config.backlog)
             if config.metrics_bind is not None:
-                self._metrics = MetricsEndpoint(config.metrics_bind)
+                self._metrics = MetricsEndpoint(
+                    config.metrics_bind,
+                    timeout=config.timeout_metrics_scrape,
+                    limit=config.limit_metrics_scrapes,
+                )
         except (OSError, RuntimeError) as exc:  # a socket that cannot be bound; no metrics extra
             error_logger.error("%s", exc)
             return STARTUP_FAILURE
