@@ -77,7 +77,7 @@ def parse_range(value: bytes | None, size: int) -> ByteRange | Unsatisfiable | N
         start = max(0, size - suffix)
         return ByteRange(start, size - start)
     start = _number(first)
-    end = _number(last) if last else size - 1
+    end = _number(last) if last else _HUGE
     if end < start:  # RFC 9110 §14.1.1: first-pos > last-pos makes the range-set invalid
         return None
     if start >= size:
