@@ -512,3 +512,10 @@ def test_any_request_under_a_route_is_a_decision(
 
 
 FUZZ_TREE: dict[str, Path] = {}
+
+
+def test_a_mount_of_the_root_directory_still_checks_containment(public: Path) -> None:
+    files = StaticFiles([("/root", "/")], dir_to_file=None, expires=0)
+    relative = str(public / "a.txt").lstrip("/")
+    assert body_of(decide(files, f"/root/{relative}")) == TEXT
+    assert decide(files, f"/root/{relative}/../.env") == not_found()

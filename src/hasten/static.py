@@ -59,7 +59,13 @@ if TYPE_CHECKING:
 
 CHUNK_SIZE: Final = 64 * 1024
 ALLOWED_METHODS: Final = b"GET, HEAD"
-_OPEN_FLAGS: Final = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
+# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+_OPEN_FLAGS: Final = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
 # Precompressed siblings, best first: (content-coding, file name suffix).
 _ENCODINGS: Final = ((b"br", ".br"), (b"gzip", ".gz"))
 _PREFERENCE: Final = {b"br": 2, b"gzip": 1, b"identity": 0}
@@ -335,9 +341,10 @@ def _open_inside(
     except (OSError, ValueError):
         return None
     if path != root:
-        if not path.startswith(root + os.sep):
+        inside_prefix = root if root.endswith(os.sep) else root + os.sep  # a mount of "/"
+        if not path.startswith(inside_prefix):
             return None  # a symlink out of the mount
-        inside = path[len(root) + 1 :]
+        inside = path[len(inside_prefix) :]
         if any(part.startswith(".") for part in inside.split(os.sep)):
             return None  # a symlink to a dotfile inside the mount
     try:
