@@ -46,24 +46,6 @@ def server(public: Path) -> Iterator[RunningServer]:
         yield running
 
 
-@pytest.fixture
-def captured_errors() -> Iterator[list[logging.LogRecord]]:
-    """Records of ``hasten.error`` (it doesn't propagate, so caplog can't see it)."""
-    records: list[logging.LogRecord] = []
-
-    class ListHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = ListHandler(logging.DEBUG)
-    logger = logging.getLogger("hasten.error")
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-
-
 def curl(url: str, *args: str) -> tuple[int, dict[str, str], bytes]:
     """``curl ARGS URL``: the status, the (last) header values by lower-case name, the body."""
     result = subprocess.run(
