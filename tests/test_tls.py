@@ -8,7 +8,6 @@ import logging
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,27 +56,6 @@ class Certificates:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return Certificates(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def captured_errors() -> Iterator[list[logging.LogRecord]]:
-    """Records of ``hasten.error`` (it doesn't propagate, so caplog can't see it)."""
-    records: list[logging.LogRecord] = []
-
-    class ListHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = ListHandler(logging.DEBUG)
-    logger = logging.getLogger("hasten.error")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        yield records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def https(server: Any) -> str:

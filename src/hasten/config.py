@@ -26,6 +26,7 @@ from hasten.logs import AccessLogFormat, configure_logging
 from hasten.proxy import TrustedProxies
 from hasten.proxy_protocol import V2_MAX_LENGTH, V2_MIN_LIMIT
 from hasten.settings import SettingSpec, SettingValueError, setting, spec_for
+from hasten.static import check_static_settings
 
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -388,6 +389,31 @@ class Config:
     ws_per_message_deflate: bool = setting(
         True, "WebSocket: offer permessage-deflate compression (RFC 7692)."
     )
+    # Static files served by hasten itself (hasten.static), under granian's option names.
+    static_path_route: list[str] = setting(
+        ["/static"],
+        "URL path under which the matching --static-path-mount is served (paired by order). "
+        "Repeatable.",
+        metavar="PATH",
+    )
+    static_path_mount: list[str] = setting(
+        [],
+        "Serve the files of this directory under the matching --static-path-route; no mount, "
+        "no static files. Repeatable.",
+        metavar="DIR",
+    )
+    static_path_dir_to_file: str | None = setting(
+        None,
+        "Answer a request for a directory under a static route with this file in it "
+        "(e.g. index.html); without it a directory is 404.",
+        metavar="FILE",
+    )
+    static_path_expires: int = setting(
+        86400,
+        "Static files: Cache-Control max-age and Expires, in seconds; 0 sends neither.",
+        min=0,
+        metavar="SECONDS",
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -417,6 +443,9 @@ class Config:
             raise self._not_allowed("root_path", "it must start with '/' and not end with '/'")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise SettingValueError("ssl_keyfile", "ssl_keyfile needs ssl_certfile")
+        check_static_settings(
+            self.static_path_route, self.static_path_mount, self.static_path_dir_to_file
+        )
 
     def _not_allowed(self, name: str, reason: str, *, sep: str = ";") -> SettingValueError:
         return SettingValueError(

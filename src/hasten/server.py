@@ -24,6 +24,7 @@ from hasten.protocols.websocket_connection import WebSocketSettings
 from hasten.proxy import TrustedProxies
 from hasten.proxy_protocol_gate import ProxyProtocolGate
 from hasten.state import ServerState
+from hasten.static import StaticFiles, StaticFilesApp
 from hasten.tls import create_ssl_context
 
 STARTUP_FAILURE = 3
@@ -106,6 +107,9 @@ class Server:
         config = self.config
         loop = asyncio.get_running_loop()
         app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
+        if config.static_path_mount:
+            # Only when configured: without mounts no request pays for a wrapper.
+            app = StaticFilesApp(app, StaticFiles.from_config(config))
         lifespan = Lifespan(app, config.lifespan)
         await lifespan.startup()
         if lifespan.startup_failed:
