@@ -50,6 +50,23 @@ class InheritedSocket:
 Address = TCPAddress | UnixAddress | InheritedSocket
 
 
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where to listen, and whether its connections stay plaintext when the server has a
+    TLS certificate (``--insecure-bind``: http on port 80 beside https on 443)."""
+
+    address: Address
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    """A listening socket and whether it serves plaintext when the server has TLS."""
+
+    sock: socket.socket
+    insecure: bool = False
+
+
 def parse_host_port(text: str, *, default_host: str = LOCALHOST) -> TCPAddress:
     """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (on ``default_host``), or ValueError."""
     host, sep, port = text.rpartition(":")
@@ -76,6 +93,16 @@ def parse_address(
         return parse_host_port(text, default_host=default_host)
     except ValueError:
         raise ValueError(f"use {ADDRESS_FORMS}") from None
+
+
+def same_listener(first: Address, second: Address) -> bool:
+    """Whether two addresses would be the same listening socket; two port-0 TCP addresses
+    never are (each picks its own port)."""
+    if isinstance(first, TCPAddress) and isinstance(second, TCPAddress):
+        return first.port != 0 and first == second
+    if isinstance(first, UnixAddress) and isinstance(second, UnixAddress):
+        return os.path.abspath(first.path) == os.path.abspath(second.path)
+    return first == second
 
 
 def parse_mode(text: str) -> int | None:
@@ -118,6 +145,16 @@ def bind_all(
             sock.close()
         raise
     return sockets
+
+
+def bind_listening(
+    addresses: Sequence[ListenAddress], *, backlog: int, reuse_port: bool = False
+) -> list[ListeningSocket]:
+    """``bind_all`` for listen addresses: each socket keeps whether it is insecure."""
+    sockets = bind_all([item.address for item in addresses], backlog=backlog, reuse_port=reuse_port)
+    return [
+        ListeningSocket(sock, item.insecure) for sock, item in zip(sockets, addresses, strict=True)
+    ]
 
 
 def reserve_port(address: TCPAddress) -> socket.socket:
