@@ -507,7 +507,8 @@ class Config:
         mode = parse_mode(self.uds_mode)
         assert mode is not None  # validate() refused any other first
         try:
-            return parse_address(text, uds_mode=mode)
+            # "a, b" in HASTEN_BIND leaves the blank with the item; it is no part of an address.
+            return parse_address(text.strip(), uds_mode=mode)
         except ValueError as exc:
             raise ValueError(f"{text!r} is not allowed; {exc}") from None
 
