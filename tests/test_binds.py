@@ -20,6 +20,7 @@ from hasten.binds import (
     UnixSocketFile,
     bind,
     bind_all,
+    bind_listening,
     describe,
     parse_address,
     parse_host_port,
@@ -251,3 +252,16 @@ def test_socket_file_is_removed_only_while_it_is_the_one_created(tmp_path: Path)
     assert path.exists()
     path.unlink()
     created.remove_if_unchanged()  # already gone: nothing to do
+
+
+def test_bind_listening_keeps_which_sockets_are_insecure(closing: list[socket.socket]) -> None:
+    listening = bind_listening(
+        [
+            ListenAddress(TCPAddress("127.0.0.1", 0)),
+            ListenAddress(TCPAddress("127.0.0.1", 0), insecure=True),
+        ],
+        backlog=8,
+    )
+    closing.extend(item.sock for item in listening)
+    assert [item.insecure for item in listening] == [False, True]
+    assert listening[0].sock.getsockname() != listening[1].sock.getsockname()
