@@ -165,6 +165,7 @@ class Server:
                 for item in addresses
                 if isinstance(item.address, UnixAddress)
             ]
+        # TLS listeners start with ALPN, plaintext ones with HTTP/1.1 or the HTTP/2 preface.
         factories = {
             context: connection_factory(state, config, context)
             for context in {None if item.insecure else ssl_context for item in adopted}
