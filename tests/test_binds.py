@@ -189,6 +189,7 @@ def test_unix_socket_is_bound_with_its_mode_and_replaces_a_stale_one(
     closing.append(sock)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert describe(sock) == f"unix socket {path}"
+    assert describe(sock, scheme="https") == f"unix socket {path} (https)"
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(path))
 

@@ -141,6 +141,8 @@ def test_the_startup_log_names_every_listener(certificate: Certificate, tmp_path
         assert unix == f"unix socket {path}"
         assert insecure.startswith("http://127.0.0.1:")
         assert f"Listening on {secure} (Press CTRL+C to quit)" in running.output()
+        # The Unix socket is a --bind too, so it serves TLS, and the log says so.
+        assert f"Listening on {unix} (https) (Press CTRL+C to quit)" in running.output()
         assert get_facts(f"{insecure}/")["scheme"] == "http"
         assert (
             get_facts(f"{secure}/", verify=ssl.create_default_context(cafile=certificate.ca_pem))[

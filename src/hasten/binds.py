@@ -197,10 +197,12 @@ def _bind_unix(address: UnixAddress) -> socket.socket:
 
 def describe(sock: socket.socket, *, scheme: str = "http") -> str:
     """Where a listening socket serves, as the log shows it: ``http://[::1]:8000``,
-    ``unix socket /run/app.sock``."""
+    ``unix socket /run/app.sock``, ``unix socket /run/app.sock (https)``."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
-        return f"unix socket {address or '(unnamed)'}"
+        # A path has no scheme to show; TLS on a Unix socket is rare enough to be said.
+        over_tls = " (https)" if scheme == "https" else ""
+        return f"unix socket {address or '(unnamed)'}{over_tls}"
     host, port = address[0], address[1]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"
