@@ -50,7 +50,8 @@ class RunningServer:
 @contextlib.contextmanager
 def run_server(app: Any, **settings: Any) -> Iterator[RunningServer]:
     """Serve ``app`` on a free port in a background thread for the duration of the block."""
-    settings.setdefault("port", 0)
+    if "bind" not in settings:  # a bind replaces host and port, which may not come with it
+        settings.setdefault("port", 0)
     settings.setdefault("log_level", "warning")
     config = Config(app=app, **settings)
     server = Server(config)
@@ -277,6 +278,23 @@ class HastenProcess:
     _reader_done: threading.Event = field(default_factory=threading.Event)
 
 
+def listening_on(running: HastenProcess, count: int, timeout: float = 15.0) -> list[str]:
+    """The first ``count`` distinct places the process logged "Listening on", as logged
+    (``http://127.0.0.1:8000``, ``unix socket /run/x.sock``), in order."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found: list[str] = []
+        for line in list(running.lines):
+            match = _LISTENING.search(line)
+            if match and match[0].removeprefix("Listening on ") not in found:
+                found.append(match[0].removeprefix("Listening on "))
+        if len(found) >= count:
+            return found[:count]
+        if time.monotonic() > deadline or running.process.poll() is not None:
+            raise AssertionError(f"{count} listeners not in output:\n{running.output()}")
+        time.sleep(0.01)
+
+
 def skip_without_ipv6_loopback() -> None:
     """Skip the calling test on a machine that cannot bind ::1."""
     if not socket.has_ipv6:
@@ -303,6 +321,7 @@ def spawn_hasten(
     env: dict[str, str] | None = None,
     wait_listening: bool = True,
     program: list[str] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> HastenProcess:
     """Start ``python -m hasten ARGS`` (or ``program ARGS``); by default wait until it
     listens and note its port."""
@@ -314,6 +333,7 @@ def spawn_hasten(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        pass_fds=pass_fds,
     )
     running = HastenProcess(process, [])
 

@@ -7,17 +7,20 @@ import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hasten import Config
 from hasten.binds import (
     InheritedSocket,
+    ListenAddress,
     TCPAddress,
     UnixAddress,
     UnixSocketFile,
     bind,
     bind_all,
+    bind_listening,
     describe,
     parse_address,
     parse_host_port,
@@ -83,10 +86,75 @@ def test_mode_above_0o777_is_refused() -> None:
 
 
 def test_config_listens_on_fd_else_uds_else_host_and_port() -> None:
-    assert Config(app="m:a", host="::1", port=0).listen_addresses == [TCPAddress("::1", 0)]
+    tcp = Config(app="m:a", host="::1", port=0)
+    assert tcp.listen_addresses == [ListenAddress(TCPAddress("::1", 0))]
     uds = Config(app="m:a", uds="/tmp/x.sock", uds_mode="600")
-    assert uds.listen_addresses == [UnixAddress("/tmp/x.sock", 0o600)]
-    assert Config(app="m:a", uds="/tmp/x.sock", fd=7).listen_addresses == [InheritedSocket(7)]
+    assert uds.listen_addresses == [ListenAddress(UnixAddress("/tmp/x.sock", 0o600))]
+    fd = Config(app="m:a", uds="/tmp/x.sock", fd=7)
+    assert fd.listen_addresses == [ListenAddress(InheritedSocket(7))]
+
+
+def test_config_listens_on_every_bind_then_every_insecure_bind() -> None:
+    config = Config(
+        app="m:a",
+        bind=["0.0.0.0:8443", "unix:/tmp/x.sock", "fd://3"],
+        insecure_bind=["[::]:8080"],
+        uds_mode="600",
+        ssl_certfile="cert.pem",
+    )
+    assert config.listen_addresses == [
+        ListenAddress(TCPAddress("0.0.0.0", 8443)),
+        ListenAddress(UnixAddress("/tmp/x.sock", 0o600)),
+        ListenAddress(InheritedSocket(3)),
+        ListenAddress(TCPAddress("::", 8080), insecure=True),
+    ]
+
+
+def test_insecure_binds_are_added_to_host_and_port() -> None:
+    config = Config(app="m:a", port=8443, insecure_bind=[":8080"], ssl_certfile="cert.pem")
+    assert config.listen_addresses == [
+        ListenAddress(TCPAddress("127.0.0.1", 8443)),
+        ListenAddress(TCPAddress("127.0.0.1", 8080), insecure=True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"bind": ["localhost"]}, "bind: 'localhost' is not allowed; use HOST:PORT, [IPv6]:PORT"),
+        ({"bind": [":80", "127.0.0.1:80"]}, "bind: '127.0.0.1:80' is the same address as another"),
+        (
+            {"bind": ["unix:/tmp/a.sock"], "insecure_bind": ["unix:/tmp/../tmp/a.sock"]},
+            "insecure_bind: 'unix:/tmp/../tmp/a.sock' is the same address as another",
+        ),
+        ({"insecure_bind": ["127.0.0.1:8000"]}, "insecure_bind: '127.0.0.1:8000' is the same"),
+        (
+            {"bind": [":80"], "port": 81},
+            "port=81 cannot be combined with bind; give every address "
+            "as a bind instead (here: '127.0.0.1:81')",
+        ),
+        ({"bind": [":80"], "host": "::1"}, "(here: '[::1]:8000')"),
+        ({"bind": [":80"], "uds": "/tmp/a.sock"}, "(here: 'unix:/tmp/a.sock')"),
+        ({"bind": [":80"], "fd": 3}, "fd=3 cannot be combined with bind"),
+    ],
+)
+def test_bad_or_conflicting_binds_are_refused_naming_the_setting(
+    settings: dict[str, Any], message: str
+) -> None:
+    settings.setdefault("ssl_certfile", "cert.pem")
+    with pytest.raises(ValueError) as caught:
+        Config(app="m:a", **settings)
+    assert message in str(caught.value)
+
+
+def test_insecure_bind_needs_a_certificate() -> None:
+    with pytest.raises(ValueError, match="insecure_bind needs ssl_certfile"):
+        Config(app="m:a", bind=[":8000"], insecure_bind=[":8080"])
+
+
+def test_port_zero_binds_are_never_the_same_address() -> None:
+    config = Config(app="m:a", bind=["127.0.0.1:0", "127.0.0.1:0"])
+    assert len(config.listen_addresses) == 2
 
 
 def test_port_zero_binds_a_listening_socket_on_a_free_port(closing: list[socket.socket]) -> None:
@@ -121,6 +189,7 @@ def test_unix_socket_is_bound_with_its_mode_and_replaces_a_stale_one(
     closing.append(sock)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert describe(sock) == f"unix socket {path}"
+    assert describe(sock, scheme="https") == f"unix socket {path} (https)"
     with socket.socket(socket.AF_UNIX) as client:
         client.connect(str(path))
 
@@ -184,3 +253,16 @@ def test_socket_file_is_removed_only_while_it_is_the_one_created(tmp_path: Path)
     assert path.exists()
     path.unlink()
     created.remove_if_unchanged()  # already gone: nothing to do
+
+
+def test_bind_listening_keeps_which_sockets_are_insecure(closing: list[socket.socket]) -> None:
+    listening = bind_listening(
+        [
+            ListenAddress(TCPAddress("127.0.0.1", 0)),
+            ListenAddress(TCPAddress("127.0.0.1", 0), insecure=True),
+        ],
+        backlog=8,
+    )
+    closing.extend(item.sock for item in listening)
+    assert [item.insecure for item in listening] == [False, True]
+    assert listening[0].sock.getsockname() != listening[1].sock.getsockname()

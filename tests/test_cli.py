@@ -122,6 +122,8 @@ def test_help_lists_the_options() -> None:
         "--port",
         "--uds",
         "--fd",
+        "--bind",
+        "--insecure-bind",
         "--backlog",
         "--app-dir",
         "--factory",

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hasten import Config
+from hasten.binds import TCPAddress
 from hasten.sources import (
     SettingsError,
     apply_env_file,
@@ -231,3 +233,91 @@ def test_a_secret_of_the_wrong_type_is_not_shown_in_the_error(tmp_path: Path) ->
     with pytest.raises(SettingsError, match=r"ssl_keyfile_password='\*+'") as caught:
         resolve_settings({}, environ={}, cwd=tmp_path)
     assert "12345678" not in str(caught.value)
+
+
+def test_bind_is_a_list_from_every_source(tmp_path: Path) -> None:
+    (tmp_path / "hasten.toml").write_text('bind = ["127.0.0.1:8000", "unix:/tmp/a.sock"]\n')
+    from_file = resolve_settings({"app": "m:a"}, environ={}, cwd=tmp_path)
+    assert from_file.values["bind"] == ["127.0.0.1:8000", "unix:/tmp/a.sock"]
+    environ = {"HASTEN_BIND": "[::1]:8443, 127.0.0.1:8443", "HASTEN_SSL_CERTFILE": "c.pem"}
+    environ["HASTEN_INSECURE_BIND"] = ":8080"
+    from_env = resolve_settings({"app": "m:a"}, environ=environ, cwd=tmp_path)
+    config = Config(app="m:a", **from_env.config_settings())
+    assert [item.address for item in config.listen_addresses] == [
+        TCPAddress("::1", 8443),
+        TCPAddress("127.0.0.1", 8443),
+        TCPAddress("127.0.0.1", 8080),
+    ]
+    assert from_env.values["insecure_bind"] == [":8080"]
+    from_cli = resolve_settings({"app": "m:a", "bind": ["fd://3"]}, environ=environ, cwd=tmp_path)
+    assert from_cli.values["bind"] == ["fd://3"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "environ", "command_line", "message"),
+    [
+        (
+            'bind = ["localhost"]',
+            {},
+            {},
+            "bind: 'localhost' is not allowed; use HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N "
+            "(from config file hasten.toml)",
+        ),
+        (
+            "",
+            {"HASTEN_BIND": "unix:"},
+            {},
+            "bind: 'unix:' is not allowed; use HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N "
+            "(from environment variable HASTEN_BIND)",
+        ),
+        (
+            "",
+            {},
+            {"bind": [":80", ":80"]},
+            "bind: ':80' is the same address as another listener (from command line)",
+        ),
+        (
+            "port = 9000",
+            {"HASTEN_BIND": ":80"},
+            {},
+            "port=9000 cannot be combined with bind; give every address as a bind instead "
+            "(here: '127.0.0.1:9000') (port from config file hasten.toml, bind from "
+            "environment variable HASTEN_BIND)",
+        ),
+        (
+            "",
+            {},
+            {"insecure_bind": [":80"]},
+            "insecure_bind needs ssl_certfile: without TLS every bind is plaintext already "
+            "(from command line)",
+        ),
+    ],
+    ids=["toml-malformed", "env-malformed", "cli-twice", "conflict", "insecure-without-tls"],
+)
+def test_bad_or_conflicting_binds_name_the_setting_and_its_source(
+    tmp_path: Path,
+    toml: str,
+    environ: dict[str, str],
+    command_line: dict[str, object],
+    message: str,
+) -> None:
+    (tmp_path / "hasten.toml").write_text(toml + "\n")
+    with pytest.raises(SettingsError) as caught:
+        resolve_settings({"app": "m:a", **command_line}, environ=environ, cwd=tmp_path)
+    assert str(caught.value) == message
+
+
+def test_bind_with_uds_on_the_command_line_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        hasten_command("cli_target:app", "--bind", ":0", "--uds", str(tmp_path / "a.sock")),
+        cwd=APPS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "uds=" in result.stderr
+    assert "cannot be combined with bind" in result.stderr
+    assert "(uds from command line, bind from command line)" in result.stderr
+    assert "Listening on" not in result.stdout + result.stderr

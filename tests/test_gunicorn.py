@@ -151,3 +151,18 @@ def test_gunicorn_tls_settings_make_hasten_serve_https(tmp_path: Path) -> None:
             client = RawClient(tls)  # type: ignore[arg-type]
             client.send(request(headers={"Connection": "close"}))
             assert client.read_response().status == 200
+
+
+def test_gunicorn_binds_are_all_served_by_hasten(tmp_path: Path) -> None:
+    path = str(tmp_path / "app.sock")
+    with gunicorn("proc_pid:app", "-b", f"unix:{path}", "--workers", "2") as running:
+        running.wait_for(f"Listening on unix socket {path}")
+        running.wait_for(f"Listening on http://127.0.0.1:{running.port}")
+        over_tcp = running.get()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            client = RawClient(sock)
+            client.send(request(headers={"Connection": "close"}))
+            over_unix = client.read_response()
+    assert over_tcp[0] == over_unix.status == 200

@@ -50,6 +50,23 @@ class InheritedSocket:
 Address = TCPAddress | UnixAddress | InheritedSocket
 
 
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where to listen, and whether its connections stay plaintext when the server has a
+    TLS certificate (``--insecure-bind``: http on port 80 beside https on 443)."""
+
+    address: Address
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class ListeningSocket:
+    """A listening socket and whether it serves plaintext when the server has TLS."""
+
+    sock: socket.socket
+    insecure: bool = False
+
+
 def parse_host_port(text: str, *, default_host: str = LOCALHOST) -> TCPAddress:
     """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (on ``default_host``), or ValueError."""
     host, sep, port = text.rpartition(":")
@@ -76,6 +93,16 @@ def parse_address(
         return parse_host_port(text, default_host=default_host)
     except ValueError:
         raise ValueError(f"use {ADDRESS_FORMS}") from None
+
+
+def same_listener(first: Address, second: Address) -> bool:
+    """Whether two addresses would be the same listening socket; two port-0 TCP addresses
+    never are (each picks its own port)."""
+    if isinstance(first, TCPAddress) and isinstance(second, TCPAddress):
+        return first.port != 0 and first == second
+    if isinstance(first, UnixAddress) and isinstance(second, UnixAddress):
+        return os.path.abspath(first.path) == os.path.abspath(second.path)
+    return first == second
 
 
 def parse_mode(text: str) -> int | None:
@@ -120,6 +147,16 @@ def bind_all(
     return sockets
 
 
+def bind_listening(
+    addresses: Sequence[ListenAddress], *, backlog: int, reuse_port: bool = False
+) -> list[ListeningSocket]:
+    """``bind_all`` for listen addresses: each socket keeps whether it is insecure."""
+    sockets = bind_all([item.address for item in addresses], backlog=backlog, reuse_port=reuse_port)
+    return [
+        ListeningSocket(sock, item.insecure) for sock, item in zip(sockets, addresses, strict=True)
+    ]
+
+
 def reserve_port(address: TCPAddress) -> socket.socket:
     """A bound, NOT listening SO_REUSEPORT socket: it holds the port (and resolves port 0)
     while each worker listens on its own socket bound to the same one."""
@@ -160,10 +197,12 @@ def _bind_unix(address: UnixAddress) -> socket.socket:
 
 def describe(sock: socket.socket, *, scheme: str = "http") -> str:
     """Where a listening socket serves, as the log shows it: ``http://[::1]:8000``,
-    ``unix socket /run/app.sock``."""
+    ``unix socket /run/app.sock``, ``unix socket /run/app.sock (https)``."""
     address = sock.getsockname()
     if sock.family == socket.AF_UNIX:
-        return f"unix socket {address or '(unnamed)'}"
+        # A path has no scheme to show; TLS on a Unix socket is rare enough to be said.
+        over_tls = " (https)" if scheme == "https" else ""
+        return f"unix socket {address or '(unnamed)'}{over_tls}"
     host, port = address[0], address[1]
     if sock.family == socket.AF_INET6:
         host = f"[{host}]"

@@ -17,10 +17,12 @@ from hasten.asgi import ASGIApplication, check_response_header
 from hasten.binds import (
     Address,
     InheritedSocket,
+    ListenAddress,
     TCPAddress,
-    UnixAddress,
+    parse_address,
     parse_host_port,
     parse_mode,
+    same_listener,
 )
 from hasten.logs import AccessLogFormat, configure_logging
 from hasten.proxy import TrustedProxies
@@ -67,6 +69,19 @@ class Config:
         metavar="OCTAL",
     )
     fd: int | None = setting(None, "Serve on an already bound socket, by file descriptor.")
+    bind: list[str] = setting(
+        [],
+        "Listen on this address: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N (:PORT is "
+        "127.0.0.1); TLS when --ssl-certfile is set. Repeatable; replaces --host, --port, "
+        "--uds and --fd, which may not be given with it.",
+        metavar="ADDRESS",
+    )
+    insecure_bind: list[str] = setting(
+        [],
+        "Also listen on this address in plaintext, beside the TLS ones (http on port 80 next "
+        "to https on 443); needs --ssl-certfile. Same forms as --bind. Repeatable.",
+        metavar="ADDRESS",
+    )
     backlog: int = setting(2048, "Maximum number of connections waiting to be accepted.", min=1)
     gc_threshold: int = setting(
         20000,
@@ -439,6 +454,7 @@ class Config:
         self._validate_headers()
         if parse_mode(self.uds_mode) is None:
             raise self._not_allowed("uds_mode", "use octal permission bits, e.g. 660")
+        self._validate_binds()
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise self._not_allowed("root_path", "it must start with '/' and not end with '/'")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
@@ -468,16 +484,75 @@ class Config:
                     "headers", f"headers: {header!r} is not allowed: {exc}"
                 ) from None
 
-    @property
-    def listen_addresses(self) -> list[Address]:
-        """Where the server listens: ``--fd``, else ``--uds``, else ``--host``/``--port``."""
+    def _validate_binds(self) -> None:
+        parsed: dict[str, list[Address]] = {}
+        for name in ("bind", "insecure_bind"):
+            try:
+                parsed[name] = [self._parse_bind(text) for text in getattr(self, name)]
+            except ValueError as exc:
+                raise SettingValueError(name, f"{name}: {exc}") from None
+        given = self._single_listener_settings()
+        if self.bind and given:
+            # Both ways of naming where to listen at once leave it unclear whether the user
+            # meant one socket or both: say how to write it as a bind instead of guessing.
+            name, equivalent = given[0]
+            raise SettingValueError(
+                name,
+                f"{name}={getattr(self, name)!r} cannot be combined with bind; give every "
+                f"address as a bind instead (here: {equivalent!r})",
+                also=("bind",),
+            )
+        if self.insecure_bind and self.ssl_certfile is None:
+            raise SettingValueError(
+                "insecure_bind",
+                "insecure_bind needs ssl_certfile: without TLS every bind is plaintext already",
+            )
+        # SO_REUSEPORT would let the same address be bound twice without an error.
+        seen = [] if self.bind else [self.listen_addresses[0].address]
+        for name, addresses in parsed.items():
+            for text, address in zip(getattr(self, name), addresses, strict=True):
+                if any(same_listener(address, earlier) for earlier in seen):
+                    raise SettingValueError(
+                        name, f"{name}: {text!r} is the same address as another listener"
+                    )
+                seen.append(address)
+
+    def _single_listener_settings(self) -> list[tuple[str, str]]:
+        """The --fd, --uds, --host and --port settings given, each with its bind form."""
+        given = []
         if self.fd is not None:
-            return [InheritedSocket(self.fd)]
+            given.append(("fd", f"fd://{self.fd}"))
         if self.uds is not None:
-            mode = parse_mode(self.uds_mode)
-            assert mode is not None  # validate() refused any other
-            return [UnixAddress(self.uds, mode)]
-        return [TCPAddress(self.host, self.port)]
+            given.append(("uds", f"unix:{self.uds}"))
+        specs = setting_specs()
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        for name in ("host", "port"):
+            if getattr(self, name) != specs[name].default:
+                given.append((name, f"{host}:{self.port}"))
+        return given
+
+    def _parse_bind(self, text: str) -> Address:
+        """One --bind address, or ValueError saying what it is and the forms allowed."""
+        mode = parse_mode(self.uds_mode)
+        assert mode is not None  # validate() refused any other first
+        try:
+            # "a, b" in HASTEN_BIND leaves the blank with the item; it is no part of an address.
+            return parse_address(text.strip(), uds_mode=mode)
+        except ValueError as exc:
+            raise ValueError(f"{text!r} is not allowed; {exc}") from None
+
+    @property
+    def listen_addresses(self) -> list[ListenAddress]:
+        """Where the server listens: every ``--bind`` (else ``--fd``, else ``--uds``, else
+        ``--host``/``--port``), then every ``--insecure-bind``."""
+        insecure = [ListenAddress(self._parse_bind(t), insecure=True) for t in self.insecure_bind]
+        if self.bind:
+            return [ListenAddress(self._parse_bind(text)) for text in self.bind] + insecure
+        if self.fd is not None:
+            return [ListenAddress(InheritedSocket(self.fd)), *insecure]
+        if self.uds is not None:
+            return [ListenAddress(self._parse_bind(f"unix:{self.uds}")), *insecure]
+        return [ListenAddress(TCPAddress(self.host, self.port)), *insecure]
 
     def configure_logging(self) -> None:
         """Set up hasten's loggers as the logging settings ask."""

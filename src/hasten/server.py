@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
-from hasten.binds import UnixAddress, UnixSocketFile, bind_all, describe
+from hasten.binds import ListeningSocket, UnixAddress, UnixSocketFile, bind_listening, describe
 from hasten.config import Config
 from hasten.importer import load_app
 from hasten.lifespan import Lifespan
@@ -79,13 +79,14 @@ class Server:
         else:
             loop.call_soon_threadsafe(event.set)
 
-    def run(self, sockets: Sequence[socket.socket] | None = None) -> None:
+    def run(self, sockets: Sequence[socket.socket | ListeningSocket] | None = None) -> None:
         """Run the server in a new event loop until it stops (blocking)."""
         with asyncio.Runner(loop_factory=loop_factory(self.config.loop)) as runner:
             runner.run(self.serve(sockets))
 
-    async def serve(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        """Serve until ``should_exit``; ``sockets`` are already-listening sockets to adopt."""
+    async def serve(self, sockets: Sequence[socket.socket | ListeningSocket] | None = None) -> None:
+        """Serve until ``should_exit``; ``sockets`` are already-listening sockets to adopt
+        (a plain socket serves TLS when the server has a certificate)."""
         self._loop = asyncio.get_running_loop()
         self._exit_event = asyncio.Event()
         if self._should_exit:
@@ -103,7 +104,7 @@ class Server:
                 error_logger.warning("Startup interrupted; exiting.")
         error_logger.info("Finished server process [%d]", os.getpid())
 
-    async def _serve(self, sockets: Sequence[socket.socket] | None) -> None:
+    async def _serve(self, sockets: Sequence[socket.socket | ListeningSocket] | None) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
         app = load_app(config.app, factory=config.factory, app_dir=config.app_dir)
@@ -138,11 +139,12 @@ class Server:
         if not self.force_exit:
             await lifespan.shutdown()
 
-    def _start_listening(self, state: ServerState, sockets: Sequence[socket.socket] | None) -> None:
+    def _start_listening(
+        self, state: ServerState, sockets: Sequence[socket.socket | ListeningSocket] | None
+    ) -> None:
         config = self.config
         loop = state.loop
         ssl_context = create_ssl_context(config)
-        protocol_factory = connection_factory(state, config, ssl_context)
         proxy_protocol = None
         if state.proxied_origins is not None:
             proxy_protocol = ProxyProtocolGate(
@@ -156,29 +158,37 @@ class Server:
             settings = state.websocket_settings = WebSocketSettings.from_config(config)
             state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, settings)
         if sockets:
-            adopted = list(sockets)
+            adopted = [s if isinstance(s, ListeningSocket) else ListeningSocket(s) for s in sockets]
         else:
             addresses = config.listen_addresses
-            adopted = bind_all(addresses, backlog=config.backlog, reuse_port=config.reuse_port)
+            adopted = bind_listening(
+                addresses, backlog=config.backlog, reuse_port=config.reuse_port
+            )
             self._socket_files = [
-                UnixSocketFile.at(address.path)
-                for address in addresses
-                if isinstance(address, UnixAddress)
+                UnixSocketFile.at(item.address.path)
+                for item in addresses
+                if isinstance(item.address, UnixAddress)
             ]
-        scheme = "https" if config.ssl_certfile else "http"
-        for sock in adopted:
+        # TLS listeners start with ALPN, plaintext ones with HTTP/1.1 or the HTTP/2 preface.
+        factories = {
+            context: connection_factory(state, config, context)
+            for context in {None if item.insecure else ssl_context for item in adopted}
+        }
+        for item in adopted:
+            context = None if item.insecure else ssl_context
             listener = Listener(
                 loop,
-                sock,
-                protocol_factory,
-                ssl_context=ssl_context,
+                item.sock,
+                factories[context],
+                ssl_context=context,
                 ssl_handshake_timeout=config.ssl_handshake_timeout,
                 proxy_protocol=proxy_protocol,
             )
             listener.start()
             self.servers.append(listener)
+            scheme = "http" if context is None else "https"
             error_logger.info(
-                "Listening on %s (Press CTRL+C to quit)", describe(sock, scheme=scheme)
+                "Listening on %s (Press CTRL+C to quit)", describe(item.sock, scheme=scheme)
             )
 
     async def _main_loop(self, state: ServerState) -> None:

@@ -21,11 +21,12 @@ MASK = "********"
 
 class SettingValueError(ValueError):
     """A setting's value that is not allowed; ``setting`` names it, so that whoever knows
-    where the value came from can say so."""
+    where the value came from can say so; ``also`` names the settings it conflicts with."""
 
-    def __init__(self, setting: str, message: str) -> None:
+    def __init__(self, setting: str, message: str, *, also: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.setting = setting
+        self.also = also
 
 
 def setting(

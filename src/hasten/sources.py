@@ -237,6 +237,14 @@ def _check_values(resolved: ResolvedSettings) -> None:
         Config(app=resolved.values["app"], **resolved.config_settings())
     except SettingValueError as exc:
         origin = resolved.origins.get(exc.setting)
+        if origin and exc.also:
+            # A conflict: each side may come from a different source.
+            origins = ", ".join(
+                f"{name} from {resolved.origins[name]}"
+                for name in (exc.setting, *exc.also)
+                if name in resolved.origins
+            )
+            raise SettingsError(f"{exc} ({origins})") from None
         raise SettingsError(f"{exc} (from {origin})" if origin else str(exc)) from None
 
 

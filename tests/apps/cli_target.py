@@ -20,6 +20,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "loop_module": type(loop).__module__,
             "client": scope["client"],
             "scheme": scope["scheme"],
+            "server": scope["server"],
         }
     ).encode()
     await send(

@@ -12,7 +12,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness import HastenProcess, RawClient, hasten_command, hasten_process, request
+import pytest
+
+from tests.harness import (
+    HastenProcess,
+    RawClient,
+    hasten_command,
+    hasten_process,
+    listening_on,
+    request,
+)
 
 _SERVING = re.compile(r"Worker \[(\d+)\] is serving")
 
@@ -326,3 +335,54 @@ def test_reuse_port_workers_do_not_inherit_the_port_reservation() -> None:
         # the supervisor can only be the reservation, which would hold the port after it.
         for pid in pids:
             assert socket_inodes(pid) & supervisor == set()
+
+
+def pid_over(listener: str) -> int:
+    """One request to a logged listener (``http://HOST:PORT``, ``unix socket PATH``); the
+    body is the pid of the worker that served it."""
+    if listener.startswith("unix socket "):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(5)
+        sock.connect(listener.removeprefix("unix socket "))
+    else:
+        host, port = listener.removeprefix("http://").rsplit(":", 1)
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+    with RawClient(sock) as client:
+        client.send(request(headers={"Connection": "close"}))
+        response = client.read_response()
+    assert response.status == 200
+    return int(response.body)
+
+
+@pytest.mark.parametrize(
+    ("second_bind", "mode"),
+    [("127.0.0.1:0", ()), ("127.0.0.1:0", ("--reuse-port",)), ("unix", ("--reuse-port",))],
+    ids=["shared", "reuse-port", "reuse-port-beside-unix"],
+)
+def test_every_worker_serves_every_bind(
+    tmp_path: Path, second_bind: str, mode: tuple[str, ...]
+) -> None:
+    if second_bind == "unix":
+        second_bind = f"unix:{tmp_path / 'app.sock'}"
+    with hasten_process(
+        "proc_pid:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--bind",
+        second_bind,
+        "--workers",
+        "2",
+        *mode,
+    ) as running:
+        pids = set(wait_for_pids(running, 2))
+        wait_until(lambda: running.output().count("Listening on") == 4, what="four listeners")
+        listeners = listening_on(running, 2)
+        # Each worker names each listener once, and port 0 is the same port in both.
+        logged = [
+            line.split("Listening on ", 1)[1].split(" (Press", 1)[0]
+            for line in running.lines
+            if "Listening on" in line
+        ]
+        assert sorted(logged) == sorted(listeners * 2)
+        for listener in listeners:
+            assert {pid_over(listener) for _ in range(10)} <= pids

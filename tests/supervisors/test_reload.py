@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import APPS_DIR, HastenProcess, RawClient, hasten_process, request
+from tests.harness import (
+    APPS_DIR,
+    HastenProcess,
+    RawClient,
+    hasten_process,
+    listening_on,
+    request,
+)
 
 APP_FILE = "proc_versioned.py"
 
@@ -136,3 +143,33 @@ def test_server_exits_when_the_reloader_is_killed(app_dir: Path) -> None:
         while not exited(server):
             assert time.monotonic() < deadline, "the server outlived its reloader"
             time.sleep(0.02)
+
+
+def body_over(listener: str) -> bytes:
+    host, port = listener.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+    with RawClient(sock) as client:
+        client.send(request(headers={"Connection": "close"}))
+        return client.read_response().body
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_every_bind_is_served_across_a_reload(app_dir: Path, workers: str) -> None:
+    with hasten_process(
+        "proc_versioned:app",
+        "--bind",
+        "127.0.0.1:0",
+        "--bind",
+        "127.0.0.1:0",
+        "--workers",
+        workers,
+        "--reload",
+        "--reload-delay",
+        "0.05",
+        cwd=app_dir,
+    ) as running:
+        listeners = listening_on(running, 2)
+        assert [body_over(listener) for listener in listeners] == [b"v1", b"v1"]
+        edit_until_reloaded(running, app_dir / APP_FILE, versioned("v2"))
+        wait_for_body(running, b"v2")  # the first listener
+        assert [body_over(listener) for listener in listeners] == [b"v2", b"v2"]

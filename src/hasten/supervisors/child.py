@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from hasten.asgi import ASGIApplication, Receive, Scope, Send
+from hasten.binds import ListeningSocket
 from hasten.config import Config
 from hasten.importer import AppLoadError, load_app
 from hasten.logs import error_logger
@@ -153,7 +154,7 @@ def log_load_error(config: Config, exc: AppLoadError) -> None:
 
 
 def run_worker(
-    config: Config, sockets: Sequence[socket.socket], channel: socket.socket | None = None
+    config: Config, sockets: Sequence[ListeningSocket], channel: socket.socket | None = None
 ) -> int:
     """Serve ``sockets`` in this (forked) process until told to stop; return the exit status."""
     reporter = WorkerChannel(channel) if channel is not None else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import dataclasses
 import os
 import selectors
 import signal
@@ -24,7 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hasten.binds import TCPAddress, bind_all, reserve_port
+from hasten.binds import (
+    ListenAddress,
+    ListeningSocket,
+    TCPAddress,
+    bind_listening,
+    reserve_port,
+)
 from hasten.config import Config
 from hasten.logs import error_logger
 from hasten.metrics import MetricsEndpoint
@@ -88,7 +93,7 @@ class WorkerSupervisor:
     """Run ``config.workers`` worker processes until SIGINT/SIGTERM; ``run()`` blocks."""
 
     config: Config
-    sockets: Sequence[socket.socket] = ()
+    sockets: Sequence[ListeningSocket] = ()
     workers: dict[int, WorkerHandle] = field(default_factory=dict)
     exit_code: int = 0
     _target: int = 0
@@ -101,23 +106,19 @@ class WorkerSupervisor:
     _retire_queue: collections.deque[int] = field(default_factory=collections.deque)
     _signals: collections.deque[int] = field(default_factory=collections.deque)
     _metrics: MetricsEndpoint | None = None
-    # --reuse-port: the bound, not listening socket that holds the port for the workers' own.
-    _reserved: socket.socket | None = None
+    # --reuse-port: the bound, not listening sockets that hold the ports for the workers' own.
+    _reserved: list[socket.socket] = field(default_factory=list)
+    # --reuse-port: what each worker listens on, in order: a socket the supervisor bound
+    # (Unix, inherited), or a TCP address it binds itself, on the port reserved for it.
+    _plan: list[ListeningSocket | ListenAddress] = field(default_factory=list)
 
     def run(self) -> int:
         """Bind (unless given sockets), supervise until stopped, return the exit status."""
         config = self.config
         self._target = config.workers
-        addresses = config.listen_addresses
-        use_reuse_port = config.reuse_port and all(isinstance(a, TCPAddress) for a in addresses)
         try:
-            if not self.sockets and use_reuse_port:
-                (address,) = addresses  # one TCP address until --bind takes several
-                assert isinstance(address, TCPAddress)
-                self._reserved = reserve_port(address)
-                self.config = dataclasses.replace(config, port=self._reserved.getsockname()[1])
-            elif not self.sockets:
-                self.sockets = bind_all(addresses, backlog=config.backlog)
+            if not self.sockets:
+                self._bind()
             if config.metrics_bind is not None:
                 self._metrics = MetricsEndpoint(
                     config.metrics_bind,
@@ -125,13 +126,14 @@ class WorkerSupervisor:
                     limit=config.limit_metrics_scrapes,
                 )
         except (OSError, RuntimeError) as exc:  # a socket that cannot be bound; no metrics extra
+            self._close_listening()
             error_logger.error("%s", exc)
             return STARTUP_FAILURE
         error_logger.info(
             "Started supervisor process [%d] for %d worker(s)%s",
             os.getpid(),
             self._target,
-            " (SO_REUSEPORT)" if use_reuse_port else "",
+            " (SO_REUSEPORT)" if self._reserved else "",
         )
         self._selector = selectors.DefaultSelector()
         if self._metrics is not None:
@@ -152,12 +154,37 @@ class WorkerSupervisor:
             self._selector.close()
             wake_reader.close()
             wake_writer.close()
-            if self._reserved is not None:
-                self._reserved.close()
+            self._close_listening()
             if self._metrics is not None:
                 self._metrics.close()
         error_logger.info("Stopped supervisor process [%d]", os.getpid())
         return self.exit_code
+
+    def _bind(self) -> None:
+        """Bind every listen address once; with --reuse-port, reserve each TCP port for the
+        workers' own sockets instead (a Unix or inherited socket is shared all the same)."""
+        config = self.config
+        if not config.reuse_port:
+            self.sockets = bind_listening(config.listen_addresses, backlog=config.backlog)
+            return
+        for item in config.listen_addresses:
+            address = item.address
+            if isinstance(address, TCPAddress):
+                reserved = reserve_port(address)
+                self._reserved.append(reserved)
+                # Port 0 is resolved once, here: every worker must listen on the same port.
+                port = reserved.getsockname()[1]
+                self._plan.append(ListenAddress(TCPAddress(address.host, port), item.insecure))
+            else:
+                (shared,) = bind_listening([item], backlog=config.backlog)
+                self._plan.append(shared)
+
+    def _close_listening(self) -> None:
+        for sock in self._reserved:
+            sock.close()
+        for item in self._plan:
+            if isinstance(item, ListeningSocket):
+                item.sock.close()
 
     def _on_signal(self, sig: int, _frame: object) -> None:
         self._signals.append(sig)
@@ -215,19 +242,20 @@ class WorkerSupervisor:
         self._selector.close()
         if self._metrics is not None:
             self._metrics.close_sockets()
-        if self._reserved is not None:
-            self._reserved.close()  # a worker that kept it would hold the port after us
+        for reserved in self._reserved:
+            reserved.close()  # a worker that kept it would hold the port after us
         for sock in self._wake_sockets:
             sock.close()
         for handle in self.workers.values():
             handle.channel.close()
 
-    def _child_sockets(self) -> Sequence[socket.socket]:
-        if self.sockets:
+    def _child_sockets(self) -> Sequence[ListeningSocket]:
+        if not self._plan:
             return self.sockets
         # --reuse-port: each worker listens on its own socket bound to the same port.
-        config = self.config
-        return bind_all(config.listen_addresses, backlog=config.backlog, reuse_port=True)
+        own = [item for item in self._plan if isinstance(item, ListenAddress)]
+        bound = iter(bind_listening(own, backlog=self.config.backlog, reuse_port=True))
+        return [item if isinstance(item, ListeningSocket) else next(bound) for item in self._plan]
 
     def _read_messages(self, handle: WorkerHandle) -> None:
         try:

@@ -25,7 +25,7 @@ from typing import Any
 
 import watchfiles
 
-from hasten.binds import bind_all
+from hasten.binds import ListeningSocket, bind_listening
 from hasten.config import Config
 from hasten.importer import AppLoadError, load_app
 from hasten.logs import error_logger
@@ -63,10 +63,13 @@ class ReloadFilter:
         return any(fnmatch.fnmatch(candidate.name, pattern) for pattern in self.include)
 
 
-def _child_payload(config: Config, fds: Sequence[int]) -> bytes:
+def _child_payload(config: Config, sockets: Sequence[ListeningSocket]) -> bytes:
     settings = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
     settings.update(reload=False, fd=None)
-    return json.dumps({"settings": settings, "fds": list(fds), "reloader": os.getpid()}).encode()
+    listening = [[item.sock.fileno(), item.insecure] for item in sockets]
+    return json.dumps(
+        {"settings": settings, "listening": listening, "reloader": os.getpid()}
+    ).encode()
 
 
 def _child_command(settings_fd: int) -> list[str]:
@@ -87,7 +90,9 @@ def child_main() -> None:
     exit_with_parent(payload["reloader"])
     config = Config(**payload["settings"])
     config.configure_logging()
-    sockets = [socket.socket(fileno=fd) for fd in payload["fds"]]
+    sockets = [
+        ListeningSocket(socket.socket(fileno=fd), insecure) for fd, insecure in payload["listening"]
+    ]
     if needs_supervisor(config):
         # This interpreter lives for one generation of the code: import the app once here,
         # so an error shows once, not once per worker, and the workers inherit it on fork.
@@ -131,15 +136,14 @@ class Reloader:
         """Serve and reload until SIGINT/SIGTERM; return the exit status."""
         config = self.config
         try:
-            sockets = bind_all(
+            sockets = bind_listening(
                 config.listen_addresses, backlog=config.backlog, reuse_port=config.reuse_port
             )
         except OSError as exc:
             error_logger.error("%s", exc)
             return STARTUP_FAILURE
-        for sock in sockets:
-            sock.set_inheritable(True)
-        fds = [sock.fileno() for sock in sockets]
+        for item in sockets:
+            item.sock.set_inheritable(True)
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
@@ -149,7 +153,7 @@ class Reloader:
             ", ".join(str(d) for d in self.directories),
         )
         try:
-            self._start(config, fds)
+            self._start(config, sockets)
             waiting_reported = False
             for changes in watchfiles.watch(
                 *self.directories,
@@ -164,7 +168,7 @@ class Reloader:
                     names = sorted({os.path.relpath(path) for _, path in changes})
                     error_logger.warning("Detected changes in %s. Reloading...", ", ".join(names))
                     self._stop_child()
-                    self._start(config, fds)
+                    self._start(config, sockets)
                     waiting_reported = False
                 elif (
                     self.child is not None
@@ -180,8 +184,8 @@ class Reloader:
             self._stop_child()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            for sock in sockets:
-                sock.close()
+            for item in sockets:
+                item.sock.close()
         error_logger.info("Stopped reloader process [%d]", os.getpid())
         return 0
 
@@ -191,15 +195,16 @@ class Reloader:
         if self._signals_received > 1 and self.child is not None and self.child.poll() is None:
             self.child.kill()
 
-    def _start(self, config: Config, fds: Sequence[int]) -> None:
+    def _start(self, config: Config, sockets: Sequence[ListeningSocket]) -> None:
         read_end, write_end = os.pipe()
+        fds = [item.sock.fileno() for item in sockets]
         with open(write_end, "wb") as settings_pipe:
             try:
                 self.child = subprocess.Popen(_child_command(read_end), pass_fds=[*fds, read_end])
             finally:
                 os.close(read_end)
             with contextlib.suppress(BrokenPipeError):  # the child died before reading
-                settings_pipe.write(_child_payload(config, fds))
+                settings_pipe.write(_child_payload(config, sockets))
 
     def _stop_child(self) -> None:
         child = self.child
