@@ -27,6 +27,7 @@ from hasten.asgi import (
     plain_response,
 )
 from hasten.logs import error_logger
+from hasten.protocols.exchange import at_capacity
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
 from hasten.protocols.h1_checks import (
     CHECKED_FIELDS,
@@ -521,8 +522,7 @@ class H1Connection(asyncio.Protocol):
             cycle = self.cycle = pipeline.pop(0)
             if state.access_log:
                 cycle.start_time = perf_counter()
-            if state.limit_concurrency is not None and state.over_capacity():
-                error_logger.warning("Exceeded concurrency limit; answering 503.")
+            if state.limit_concurrency is not None and at_capacity(state):
                 cycle.send_error_response(503)
                 continue
             # A plain task, not an eager one (Python 3.12's eager_start, which would run the

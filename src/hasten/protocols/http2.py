@@ -25,6 +25,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 from hasten.asgi import ASGI_VERSION, decode_path
 from hasten.logs import error_logger
+from hasten.protocols.exchange import at_capacity
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1 import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2_fields import (
@@ -286,7 +287,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.streams[stream.stream_id] = stream
         self.idle_since = 0.0
         if status:
-            stream.send_plain_response(status, extra_fields)
+            stream.send_error_response(status, extra_fields)
             self.stream_task_done(stream)
             return None
         self._run_app(stream)
@@ -324,8 +325,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
                 self.state.trusted_proxies, self.client, self.scheme, headers
             )
-        if not status and self.state.over_capacity():
-            error_logger.warning("Exceeded concurrency limit; answering 503.")
+        if not status and at_capacity(self.state):
             status = 503
         return scope, status
 

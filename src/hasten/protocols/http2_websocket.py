@@ -91,7 +91,6 @@ class H2WebSocketStream(H2Stream):
     """
 
     __slots__ = (
-        "app_done",
         "end_pending",
         "feeding",
         "held_input",
@@ -100,6 +99,7 @@ class H2WebSocketStream(H2Stream):
         "read_pauses",
         "sending",
         "websocket",
+        "websocket_done",
     )
 
     def __init__(
@@ -123,7 +123,7 @@ class H2WebSocketStream(H2Stream):
         self.feeding = False
         self.end_pending = False
         self.over = False
-        self.app_done = False
+        self.websocket_done = False
         # The write side of flow control, for the stream's window: it never pauses reading.
         self.sending = FlowControl(conn.transport)
 
@@ -134,7 +134,7 @@ class H2WebSocketStream(H2Stream):
         try:
             await self.websocket.run()
         finally:
-            self.app_done = True
+            self.websocket_done = True
             if self.over:
                 self.conn.app_finished(self)
 
@@ -148,14 +148,14 @@ class H2WebSocketStream(H2Stream):
     # -- the WebSocket's channel: the request -----------------------------------------------
 
     def refuse(self, status: int) -> None:
-        self.send_plain_response(status)
+        self.send_error_response(status)
         self._stream_over()
 
     def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
         """The 200 response of RFC 8441 §5, without END_STREAM: the frames follow it."""
-        self._start_response({"status": 200, "headers": headers})
+        self.start_response({"status": 200, "headers": headers})
         try:
-            self._send_head(end_stream=False)
+            self.send_head(end_stream=False)
         except h2.exceptions.ProtocolError:
             self._stream_over()
             raise ClientDisconnected("the stream closed before the accept") from None
@@ -172,7 +172,7 @@ class H2WebSocketStream(H2Stream):
         await self.send(message)
 
     def fail_response(self) -> None:
-        self._fail()
+        super().fail_response()
         self._stream_over()
 
     # -- the WebSocket's channel: frames in -------------------------------------------------
@@ -280,7 +280,7 @@ class H2WebSocketStream(H2Stream):
                     break
                 chunk = bytes(outgoing[:size])
                 del outgoing[:size]
-                self._send_frame(chunk, end_stream=False)
+                self.send_frame(chunk, end_stream=False)
             if self.end_pending and not outgoing:
                 machine.end_stream(stream_id)
                 finished = True
@@ -333,6 +333,6 @@ class H2WebSocketStream(H2Stream):
         self.sending.connection_lost()
         self.wake()
         self.websocket.peer_gone()
-        if self.app_done:
+        if self.websocket_done:
             # Not now: the connection may be going through its streams.
             self.conn.state.loop.call_soon(self.conn.app_finished, self)

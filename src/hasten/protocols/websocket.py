@@ -18,6 +18,7 @@ from websockets.http11 import Request
 
 from hasten.asgi import Message, encode_headers, plain_response, status_line, websocket_scope
 from hasten.logs import error_logger, log_access
+from hasten.protocols.exchange import at_capacity
 from hasten.protocols.flow import PAUSED_FOR_BODY, ReadingFollowsWriting
 from hasten.protocols.websocket_connection import (
     WebSocketConnection,
@@ -88,8 +89,7 @@ def upgrade_to_websocket(
         error_logger.debug("Invalid WebSocket handshake: %s", exc)
         cycle.send_error_response(400)
         return True
-    if state.over_capacity():
-        error_logger.warning("Exceeded concurrency limit; answering 503.")
+    if at_capacity(state):
         cycle.send_error_response(503)
         return True
     handshake = [
