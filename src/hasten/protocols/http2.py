@@ -35,7 +35,7 @@ from hasten.protocols.http2_fields import (
     parse_request_fields,
 )
 from hasten.protocols.http2_limits import H2Limits, RateBudget
-from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
+from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
 from hasten.protocols.http2_websocket import open_websocket_stream
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
@@ -91,7 +91,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
     def __init__(self, state: ServerState, limits: H2Limits) -> None:
         self.state = state
         self.limits = limits
-        self.streams: dict[int, H2Stream] = {}
+        self.streams: dict[int, StreamHandler] = {}
         self.closing = False
         self.goaway_sent = False
         self.lingering = False
@@ -277,21 +277,31 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _open_stream(self, stream_id: int, scope: dict[str, Any], status: int) -> H2Stream | None:
         """Start the app for a request, or answer it with ``status`` if that is not 0."""
-        return self.start_stream(H2Stream(self, stream_id, scope), status)
+        stream = H2Stream(self, stream_id, scope)
+        if status:
+            self.answer_stream(stream, status)
+            return None
+        self.start_stream(stream)
+        return stream
 
-    def start_stream(
-        self, stream: H2Stream, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
-    ) -> H2Stream | None:
-        """Start the app of a new stream, or answer it with ``status`` (and ``extra_fields``)
-        if that is not 0."""
+    def start_stream(self, stream: StreamHandler) -> None:
+        """Start the app of a new stream."""
         self.streams[stream.stream_id] = stream
         self.idle_since = 0.0
-        if status:
-            stream.send_error_response(status, extra_fields)
-            self.stream_task_done(stream)
-            return None
-        self._run_app(stream)
-        return stream
+        state = self.state
+        # The stream reports its end itself (app_finished), rather than through a done
+        # callback: that would cost one more loop callback per request.
+        stream.task = state.loop.create_task(stream.run(), context=state.base_context.copy())
+        state.tasks.add(stream.task)
+
+    def answer_stream(
+        self, stream: H2Stream, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """Answer a new stream's request with ``status`` (and ``extra_fields``), not its app."""
+        self.streams[stream.stream_id] = stream
+        self.idle_since = 0.0
+        stream.send_error_response(status, extra_fields)
+        self.stream_task_done(stream)
 
     def _build_scope(self, fields: RequestFields) -> tuple[dict[str, Any], int]:
         """The ASGI scope of a request, and the error status to answer it with (or 0)."""
@@ -334,19 +344,12 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         # h2 has checked that content-length is a number (RFC 9113 §8.1.1).
         return limit is not None and content_length.isdigit() and int(content_length) > limit
 
-    def _run_app(self, stream: H2Stream) -> None:
-        state = self.state
-        # The stream reports its end itself (app_finished), rather than through a done
-        # callback: that would cost one more loop callback per request.
-        stream.task = state.loop.create_task(stream.run(), context=state.base_context.copy())
-        state.tasks.add(stream.task)
-
-    def app_finished(self, stream: H2Stream) -> None:
+    def app_finished(self, stream: StreamHandler) -> None:
         if stream.task is not None:
             self.state.tasks.discard(stream.task)
         self.stream_task_done(stream)
 
-    def stream_task_done(self, stream: H2Stream) -> None:
+    def stream_task_done(self, stream: StreamHandler) -> None:
         """A stream's app is over: the stream no longer counts against the limits."""
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]

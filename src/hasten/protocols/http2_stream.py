@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import h2.exceptions
 from h2.errors import ErrorCodes
@@ -26,6 +26,8 @@ from hasten.asgi import (
 from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
 
 if TYPE_CHECKING:
+    import asyncio
+
     from hasten.protocols.http2 import H2Connection
 
 # RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2; the app's are dropped.
@@ -48,6 +50,55 @@ def _field_value(value: bytes) -> bytes:
     if value and (value[0] in (32, 9) or value[-1] in (32, 9)):
         return value.strip(b" \t")
     return value
+
+
+class StreamHandler(Protocol):
+    """What a connection needs of whatever one of its streams carries: a request and its
+    app (``H2Stream``), or a WebSocket (``http2_websocket.H2WebSocketStream``)."""
+
+    task: asyncio.Task[None] | None
+    # Body bytes taken from the stream but not yet given back to the client's window.
+    unacknowledged: int
+
+    @property
+    def stream_id(self) -> int: ...
+
+    @property
+    def received_length(self) -> int:
+        """Body bytes received, for ``--limit-request-body``."""
+
+    @property
+    def disconnected(self) -> bool: ...
+
+    @property
+    def response_complete(self) -> bool: ...
+
+    async def run(self) -> None:
+        """Run the app: the stream's task."""
+
+    def cancel(self) -> None:
+        """The client no longer wants the answer, or has gone: stop the app if it should."""
+
+    def shutdown(self) -> None:
+        """The server shuts down gracefully."""
+
+    def feed_body(self, data: bytes, flow_controlled_length: int) -> None:
+        """DATA from the client."""
+
+    def end_body(self) -> None:
+        """The client ended its side of the stream."""
+
+    def refuse_body(self) -> None:
+        """The body outgrew ``--limit-request-body``."""
+
+    def window_opened(self) -> None:
+        """The client opened the stream's window, or the connection's."""
+
+    def stalled_since(self) -> float | None:
+        """When the stream last progressed, if it is waiting on the client now."""
+
+    def client_gone(self) -> None:
+        """The stream was reset or the connection lost."""
 
 
 class H2Stream(Exchange):

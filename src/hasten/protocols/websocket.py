@@ -218,11 +218,7 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         return self.cycle.response_complete
 
     def fail_response(self) -> None:
-        cycle = self.cycle
-        if cycle.head_pending or not cycle.response_started:
-            cycle.send_error_response(500)
-        else:
-            self.transport.close()
+        self.cycle.fail_response()
 
     # -- the server -------------------------------------------------------------------------
 
