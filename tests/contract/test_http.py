@@ -4,6 +4,7 @@ and how ``receive()`` delivers the body and the disconnect."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,43 @@ def assert_refused(carrier: Carrier, outcome: Outcome, *messages: dict[str, Any]
     assert reply.status == 500
     assert reply.complete
     return str(outcome.errors[0])
+
+
+# -- the scope -----------------------------------------------------------------------------------
+
+
+def test_scope_says_the_same_of_a_request_over_every_protocol(carrier: Carrier) -> None:
+    async def app(scope: Any, receive: Any, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        fields = ("type", "asgi", "method", "path", "raw_path", "query_string", "root_path")
+        summary = {key: scope[key] for key in fields}
+        summary["scheme"] = scope["scheme"]
+        summary["client"] = scope["client"][0]
+        summary["server"] = scope["server"][0]
+        summary["http_version"] = scope["http_version"]
+        summary["user_agent"] = dict(scope["headers"]).get(b"user-agent")
+        await send(START)
+        await send({**BODY, "body": repr(summary).encode()})
+
+    with carrier.serve(app, root_path="/root"):
+        exchange = carrier.open("GET", "/caf%C3%A9?x=1", [("user-agent", "contract")])
+        reply = exchange.reply()
+    summary = ast.literal_eval(reply.body.decode())
+    assert summary == {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.5"},
+        "method": "GET",
+        "path": "/root/café",
+        "raw_path": b"/root/caf%C3%A9",
+        "query_string": b"x=1",
+        "root_path": "/root",
+        "scheme": "https" if carrier.name == "h2-tls" else "http",
+        "client": "127.0.0.1",
+        "server": "127.0.0.1",
+        "http_version": "1.1" if carrier.name == "http1" else "2",
+        "user_agent": b"contract",
+    }
 
 
 # -- the order of the response messages ------------------------------------------------------

@@ -1,6 +1,7 @@
 """The ASGI side of one HTTP request, whichever protocol carries it.
 
-``Exchange`` is what an app sees of a request: ``receive()`` (the body as it arrives, then
+``http_scope`` builds the scope of every HTTP request. ``Exchange`` is what an app sees of
+a request: ``receive()`` (the body as it arrives, then
 the disconnect, for any number of waiting tasks), ``send()`` (the order and the checks of
 the response messages: start, body, trailers, early hints), and the runner that turns
 whatever the app does wrong into a clean answer, with one error policy and one set of log
@@ -23,9 +24,10 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, Final
 
-from hasten.asgi import ClientDisconnected, Message
+from hasten.asgi import ASGI_VERSION, ClientDisconnected, Message
 from hasten.logs import error_logger, log_access
 from hasten.protocols.flow import FlowControl
+from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
 
 # RFC 9110 §6.4.1: responses to these statuses carry no content.
@@ -34,6 +36,53 @@ NO_BODY_STATUSES: Final = frozenset({204, 304})
 # carries them.
 TRAILERS_EXTENSION: Final = "http.response.trailers"
 EARLY_HINT_EXTENSION: Final = "http.response.early_hint"
+
+
+# Every HTTP scope starts as a copy of this, and each request sets all but its first two
+# keys: copying a dict and replacing values costs less than building it key by key
+# (callgrind: 560 instructions of 40.8k per HTTP/1.1 request). The placeholders are never
+# seen.
+_SCOPE_TEMPLATE: Final[dict[str, Any]] = dict.fromkeys(
+    ("type", "asgi", "http_version", "scheme", "method", "path", "raw_path", "query_string",
+     "root_path", "headers", "client", "server", "state", "extensions"),
+)  # fmt: skip
+_SCOPE_TEMPLATE.update(type="http", asgi=ASGI_VERSION)
+
+
+def http_scope(
+    state: ServerState,
+    http_version: str,
+    scheme: str,
+    method: str,
+    path: str,
+    raw_path: bytes,
+    query_string: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client: tuple[str, int] | None,
+    server: tuple[str, int | None] | None,
+    extensions: dict[str, Any],
+) -> dict[str, Any]:
+    """The ASGI http scope of a request: ``path`` and ``raw_path`` are the target's, which
+    the root path prefixes here; a trusted proxy's headers say who the client is."""
+    root_path = state.root_path
+    scope = _SCOPE_TEMPLATE.copy()
+    scope["http_version"] = http_version
+    scope["scheme"] = scheme
+    scope["method"] = method
+    scope["path"] = root_path + path if root_path else path
+    scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
+    scope["query_string"] = query_string
+    scope["root_path"] = root_path
+    scope["headers"] = headers
+    scope["client"] = client
+    scope["server"] = server
+    scope["state"] = state.lifespan_state.copy()
+    scope["extensions"] = extensions
+    if state.trusted_proxies is not None:
+        scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
+            state.trusted_proxies, client, scheme, headers
+        )
+    return scope
 
 
 def at_capacity(state: ServerState) -> bool:

@@ -23,9 +23,9 @@ from h2.errors import ErrorCodes
 from hpack import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, GoAwayFrame
 
-from hasten.asgi import ASGI_VERSION, decode_path
+from hasten.asgi import decode_path
 from hasten.logs import error_logger
-from hasten.protocols.exchange import at_capacity
+from hasten.protocols.exchange import at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1 import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2_fields import (
@@ -37,7 +37,6 @@ from hasten.protocols.http2_fields import (
 from hasten.protocols.http2_limits import H2Limits, RateBudget
 from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
 from hasten.protocols.http2_websocket import open_websocket_stream
-from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -78,7 +77,6 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "lingering",
         "reset_budget",
         "scheme",
-        "scope_base",
         "server",
         "silent_frames",
         "state",
@@ -149,14 +147,6 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
         if tls is not None:
             self.extensions["tls"] = tls
-        self.scope_base = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": "2",
-            "root_path": self.state.root_path,
-            "client": self.client,
-            "server": self.server,
-        }
         self.idle_since = self.state.loop.time()
         self.state.connections.add(self)
 
@@ -319,22 +309,19 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         if method == b"CONNECT" and not protocol:
             # An origin server is not a tunnel (RFC 9110 §9.3.6).
             status = 501
-        root_path = self.state.root_path
-        scope = {
-            **self.scope_base,
-            "method": method.decode("ascii", "replace"),
-            "scheme": self.scheme,
-            "path": root_path + path if root_path else path,
-            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-            "query_string": query_string,
-            "headers": headers,
-            "state": self.state.lifespan_state.copy(),
-            "extensions": self.extensions.copy(),
-        }
-        if self.state.trusted_proxies is not None:
-            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
-                self.state.trusted_proxies, self.client, self.scheme, headers
-            )
+        scope = http_scope(
+            self.state,
+            "2",
+            self.scheme,
+            method.decode("ascii", "replace"),
+            path,
+            raw_path,
+            query_string,
+            headers,
+            self.client,
+            self.server,
+            self.extensions.copy(),
+        )
         if not status and at_capacity(self.state):
             status = 503
         return scope, status
