@@ -45,6 +45,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 COMPILED_MODULES = (
     "src/hasten/state.py",
     "src/hasten/protocols/flow.py",
+    "src/hasten/protocols/exchange.py",
     "src/hasten/protocols/h1_checks.py",
     "src/hasten/protocols/h1_cycle.py",
     "src/hasten/protocols/http1.py",

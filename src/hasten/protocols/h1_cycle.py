@@ -1,7 +1,7 @@
-"""One HTTP/1.1 request and its response: the ``receive`` and ``send`` an app is given.
+"""One HTTP/1.1 request and its response: the wire side of an ``Exchange``.
 
-``RequestCycle`` turns the parser's body events into ``http.request`` messages (with read
-backpressure), validates the app's response messages and serialises them: the head is held
+``RequestCycle`` feeds the parser's body events to the exchange's ``receive()`` (with read
+backpressure) and serialises the response messages ``exchange.py`` has checked: the head is held
 back until the first body message so that a small response leaves in one
 ``transport.write``, and the framing (Content-Length, chunked, or close-delimited for
 HTTP/1.0) is decided then. A response complete in that one write waits for the end of the
@@ -11,20 +11,17 @@ in ``http1.py`` owns the parser and the order in which cycles run.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
 from hasten.asgi import (
     FINAL_STATUS_LINES,
-    ClientDisconnected,
-    Message,
     check_response_header,
     invalid_status_error,
     plain_response,
 )
-from hasten.logs import error_logger, log_access
+from hasten.logs import error_logger
+from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
 from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
 
 if TYPE_CHECKING:
@@ -36,7 +33,6 @@ _LAST_CHUNK: Final = b"0\r\n\r\n"
 # larger ones go out with writelines() so they are not copied.
 _COALESCE_LIMIT: Final = 64 * 1024
 _CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
-_NO_BODY_STATUSES: Final = frozenset({204, 304})
 # Response fields the server reads rather than just copies.
 _FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # Apps send the same few header pairs response after response: each pair is checked,
@@ -48,127 +44,58 @@ _KNOWN_HEADER_LINES_MAX: Final = 4096
 _FINAL_STATUS_LINES: Final = FINAL_STATUS_LINES
 
 
-class RequestCycle:
-    """One request and its response: the ``receive`` and ``send`` the app is given.
+class RequestCycle(Exchange):
+    """The HTTP/1.1 wire side of one request: the response serialised onto the connection.
 
     The response head is held back until the first body message (or until the app
     suspends) so that a small response leaves in a single ``transport.write``.
     """
 
     __slots__ = (
-        "body",
-        "body_bytes_sent",
-        "body_complete",
         "body_size",
         "bytes_left",
         "chunked",
-        "client_eof",
         "close_after",
         "conn",
-        "declared_length",
-        "disconnected",
-        "expect_continue",
-        "final_body_delivered",
         "head_parts",
         "head_pending",
-        "is_head",
         "keep_alive",
         "overridden_defaults",
-        "response_complete",
-        "response_headers",
-        "response_started",
-        "scope",
-        "start_time",
-        "status",
-        "task",
-        "waiter",
     )
 
-    # Set by _start_response (or send_error_response) before anything reads them: not
+    # Set by start_response (or send_error_response) before anything reads them: not
     # initialised in __init__, which runs once per request.
     head_parts: list[bytes]
     overridden_defaults: set[bytes] | None
-    status: int
-    declared_length: int | None
     close_after: bool
-    start_time: float  # set when the app starts, read only for the access log
 
     def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool) -> None:
+        super().__init__(conn.state, conn.flow, scope)
         self.conn = conn
-        self.scope = scope
         self.keep_alive = keep_alive
-        self.is_head = scope["method"] == "HEAD"
-        self.body: list[bytes] = []
         self.body_size = 0
-        self.body_bytes_sent = 0
-        self.body_complete = False
-        self.final_body_delivered = False
-        self.disconnected = False
-        self.client_eof = False
-        self.expect_continue = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.response_started = False
-        self.response_complete = False
-        self.response_headers: list[tuple[bytes, bytes]] | None = None
         self.head_pending = False
         self.bytes_left = 0
         self.chunked = False
-        self.task: asyncio.Task[None] | None = None
 
-    # -- app side ---------------------------------------------------------------------------
+    # -- the app's answer -------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Run the app for this request and turn whatever goes wrong into a clean answer."""
-        state = self.conn.state
-        try:
-            try:
-                result: object = await state.app(self.scope, self.receive, self.send)  # type: ignore[func-returns-value]
-            except BaseException as exc:
-                self._app_failed(exc)
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                return
-            if result is not None or not self.response_complete:
-                self._check_app_result(result)
-        finally:
-            # The task leaves the registry itself: a done callback would cost one more
-            # loop callback per request. (Only shutdown cancels these tasks, and a task
-            # cancelled before its first step never gets here; shutdown waits on it anyway.)
-            if self.task is not None:
-                state.tasks.discard(self.task)
-                self.task = None  # no reference cycle left for the garbage collector
-
-    def _check_app_result(self, result: object) -> None:
-        if result is not None:
-            error_logger.error("ASGI callable returned a non-None value: %r", result)
-        if not self.response_started:
-            if not self.disconnected:
-                error_logger.error("ASGI callable returned without starting a response.")
-                self.send_error_response(500)
-        elif not self.response_complete:
-            if not self.disconnected:
-                error_logger.error("ASGI callable returned without completing the response.")
-            self.conn.close_transport()
-
-    def _app_failed(self, exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError):
-            # Cancelled by the server (graceful-shutdown timeout) or from within the app.
-            if not self.response_complete:
-                self.conn.close_transport()
-            return
-        if self.disconnected and caused_by_disconnect(exc):
-            error_logger.debug("Client disconnected while the app was responding.")
-            return
-        error_logger.error("Exception in ASGI application", exc_info=exc)
-        if self.response_complete:
-            # The client has its whole response, and the connection may already be
-            # serving the next request: nothing to undo.
-            return
+    def fail_response(self) -> None:
         if not self.response_started or self.head_pending:
-            self.response_started = True
             self.send_error_response(500)
         else:
             self.conn.close_transport()
+
+    def abort(self) -> None:
+        self.conn.close_transport()
+
+    def app_done(self) -> None:
+        # The task leaves the registry itself: a done callback would cost one more loop
+        # callback per request. (Only shutdown cancels these tasks, and a task cancelled
+        # before its first step never gets here; shutdown waits on it anyway.)
+        if self.task is not None:
+            self.state.tasks.discard(self.task)
+            self.task = None  # no reference cycle left for the garbage collector
 
     def send_error_response(self, status: int) -> None:
         """Answer with a plain error response and close the connection."""
@@ -178,86 +105,23 @@ class RequestCycle:
         self.status = status
         if not self.disconnected:
             self.conn.write(plain_response(status, head=self.is_head))
-        self._wake()
+        self.wake()
         self.conn.close_transport()
-        if self.conn.state.access_log:
-            self._log_access()
+        if self.state.access_log:
+            self.log_access()
 
-    async def receive(self) -> Message:
-        """The ASGI ``receive``: body chunks as they arrive, then ``http.disconnect``."""
-        if self.expect_continue:
-            self.expect_continue = False
-            # RFC 9110 §10.1.1: no 100 once the response started, nor for a body that is
-            # already arriving (the client did not wait for it).
-            if not (self.response_started or self.disconnected or self.body or self.body_complete):
-                self.conn.write(CONTINUE_RESPONSE)
-        if self.final_body_delivered:
-            # The whole body was handed over; what is left to say is the disconnect.
-            while not (self.disconnected or self.response_complete or self.client_eof):
-                await self._wait()
-            return {"type": "http.disconnect"}
-        while not (self.body or self.body_complete or self.disconnected):
-            await self._wait()
-        if self.disconnected or (self.response_complete and not self.body):
-            return {"type": "http.disconnect"}
-        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        self.body.clear()
+    def send_continue(self) -> None:
+        self.conn.write(CONTINUE_RESPONSE)
+
+    def body_taken(self, more_body: bool) -> None:
         self.body_size = 0
-        more_body = not self.body_complete
         if more_body:
-            self.conn.flow.resume_reading(PAUSED_FOR_BODY)
-        else:
-            self.final_body_delivered = True
-        return {"type": "http.request", "body": body, "more_body": more_body}
+            self.flow.resume_reading(PAUSED_FOR_BODY)
 
-    async def _wait(self) -> None:
-        """Wait for the next ``_wake()``.
-
-        Several ``receive()`` calls may wait at once (an app polling for the disconnect
-        in one task while reading in another): they share one future, shielded so that
-        cancelling one waiter leaves the others waiting.
-        """
-        waiter = self.waiter
-        if waiter is None:
-            waiter = self.waiter = self.conn.state.loop.create_future()
-        await asyncio.shield(waiter)
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            waiter.set_result(None)
-
-    async def send(self, message: Message) -> None:
-        """The ASGI ``send``: validate the message, then serialise it onto the transport."""
-        if self.disconnected:
-            raise ClientDisconnected("the client disconnected")
-        # ASGI messages are dicts. Compiled, reading a ``dict`` is a primitive and reading a
-        # Mapping a method call (~100 instructions more per read, a dozen per response).
-        fields: dict[str, Any] = message if type(message) is dict else dict(message)
-        message_type = fields.get("type")
-        if not self.response_started:
-            if message_type != "http.response.start":
-                raise RuntimeError(
-                    f"Expected ASGI message 'http.response.start', but got {message_type!r}."
-                )
-            self._start_response(fields)
-            return
-        if self.response_complete:
-            raise RuntimeError(f"Unexpected ASGI message {message_type!r} after the response.")
-        if message_type != "http.response.body":
-            raise RuntimeError(
-                f"Expected ASGI message 'http.response.body', but got {message_type!r}."
-            )
-        body = fields.get("body", b"")
-        more_body = fields.get("more_body", False)
-        if type(body) is not bytes:
-            if not isinstance(body, (bytes, bytearray, memoryview)):
-                raise RuntimeError(f"Response body must be bytes, got {type(body).__name__}.")
-            body = bytes(body)
-        # Serialisation of the body, in this method rather than a helper: it runs for
-        # every response, and a Python call costs about 1% of a small request.
-        writes_body = not (self.is_head or self.status in _NO_BODY_STATUSES)
+    def send_body(self, body: bytes, more_body: bool) -> None:
+        # Serialisation of the body, in this method rather than helpers: it runs for every
+        # response, and a Python call costs about 1% of a small request.
+        writes_body = not (self.is_head or self.status in NO_BODY_STATUSES)
         if writes_body and body and self.declared_length is not None:
             # Checked before the head is committed, so the app's error can become a 500.
             left = self.declared_length if self.head_pending else self.bytes_left
@@ -272,51 +136,44 @@ class RequestCycle:
                 body = b"%x\r\n%b\r\n" % (len(body), body)
         else:
             body = b""
-        if not more_body:
-            if self.chunked and writes_body:
-                body += _LAST_CHUNK
-            self.response_complete = True
+        if not more_body and self.chunked and writes_body:
+            body += _LAST_CHUNK
         conn = self.conn
         if head:
             if len(body) > _COALESCE_LIMIT:
                 conn.writelines((head, body))
-            elif self.response_complete and not self.close_after:
+            elif not (more_body or self.close_after):
                 conn.write_at_turn_end(head + body)
             else:
                 conn.write(head + body)
         elif body:
             conn.write(body)
-        if self.response_complete:
-            if self.waiter is not None:
-                self._wake()
-            if conn.state.access_log:
-                self._log_access()
-            if (
-                self.declared_length is not None
-                and self.bytes_left
-                and not (self.is_head or self.status in _NO_BODY_STATUSES)
-            ):
-                error_logger.error(
-                    "Response content is shorter than its Content-Length; closing the connection."
-                )
-                self.close_after = True
-            self.conn.response_finished(self)
-        if conn.flow.write_paused:
-            await conn.flow.drain()
+
+    def response_finished(self) -> None:
+        if (
+            self.declared_length is not None
+            and self.bytes_left
+            and not (self.is_head or self.status in NO_BODY_STATUSES)
+        ):
+            error_logger.error(
+                "Response content is shorter than its Content-Length; closing the connection."
+            )
+            self.close_after = True
+        self.conn.response_finished(self)
 
     # -- serialisation ----------------------------------------------------------------------
 
-    def _start_response(self, message: dict[str, Any]) -> None:
-        status = message.get("status")
+    def start_response(self, fields: dict[str, Any]) -> None:
+        status = fields.get("status")
         if type(status) is not int or (first_line := _FINAL_STATUS_LINES.get(status)) is None:
             raise invalid_status_error(status)
-        headers = message.get("headers", ())
+        headers = fields.get("headers", ())
         try:
             header_iterator = iter(headers)
         except TypeError:
             raise RuntimeError(f"Response headers must be iterable, got {headers!r}") from None
         parts = [first_line, b""]  # [1] becomes the default header block
-        state = self.conn.state
+        state = self.state
         default_names = state.default_header_names
         close = not self.keep_alive or self.conn.closing
         # Nothing is stored on the cycle until every header passed its checks, so an app
@@ -382,7 +239,7 @@ class RequestCycle:
         """
         self.head_pending = False
         parts = self.head_parts
-        state = self.conn.state
+        state = self.state
         if self.overridden_defaults:
             parts[1] = state.default_headers_except(frozenset(self.overridden_defaults))
         else:
@@ -390,7 +247,7 @@ class RequestCycle:
         status = self.status
         if self.declared_length is not None:
             self.bytes_left = self.declared_length
-        elif status in _NO_BODY_STATUSES:
+        elif status in NO_BODY_STATUSES:
             pass
         elif whole_body is not None:
             if whole_body or not self.is_head:
@@ -414,15 +271,6 @@ class RequestCycle:
             parts.append(b"\r\n")
         return b"".join(parts)
 
-    def _log_access(self) -> None:
-        log_access(
-            self.scope,
-            self.status,
-            perf_counter() - self.start_time,
-            response_bytes=self.body_bytes_sent,
-            response_headers=self.response_headers,
-        )
-
     # -- connection side --------------------------------------------------------------------
 
     def feed_body(self, chunk: bytes) -> None:
@@ -431,27 +279,19 @@ class RequestCycle:
             # dropped, up to a limit, so the connection can serve the next request
             # (RFC 9112 §9.3: read the entire body or close).
             self.body_size += len(chunk)
-            if self.body_size > self.conn.state.limit_body_drain:
+            if self.body_size > self.state.limit_body_drain:
                 self.conn.close_transport()
             return
         self.body.append(chunk)
         self.body_size += len(chunk)
         if self.body_size > READ_HIGH_WATER:
-            self.conn.flow.pause_reading(PAUSED_FOR_BODY)
-        self._wake()
-
-    def end_body(self) -> None:
-        self.body_complete = True
-        self._wake()
+            self.flow.pause_reading(PAUSED_FOR_BODY)
+        self.wake()
 
     def client_finished_sending(self) -> None:
         """The client shut down its side: it may still read the response, or be gone."""
         self.client_eof = True
-        self._wake()
-
-    def client_gone(self) -> None:
-        self.disconnected = True
-        self._wake()
+        self.wake()
 
 
 def _header_line(header: Any) -> tuple[bytes, bytes, bool]:
@@ -494,15 +334,3 @@ def end_turn(turn_end: list[H1Connection]) -> None:
         cycle = conn.cycle
         if cycle is not None and cycle.head_pending:
             cycle.flush_pending_head()
-
-
-def caused_by_disconnect(exc: BaseException) -> bool:
-    """Whether ``exc`` came, directly or through its causes, from sending to a gone client."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ClientDisconnected):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

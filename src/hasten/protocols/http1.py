@@ -22,11 +22,11 @@ from typing import Any, Final, cast
 import httptools
 
 from hasten.asgi import (
-    ASGI_VERSION,
     HTTPRequestError,
     plain_response,
 )
 from hasten.logs import error_logger
+from hasten.protocols.exchange import at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
 from hasten.protocols.h1_checks import (
     CHECKED_FIELDS,
@@ -38,7 +38,6 @@ from hasten.protocols.h1_checks import (
     split_target,
 )
 from hasten.protocols.h1_cycle import TURN_END_BATCH, RequestCycle, end_turn
-from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
 from hasten.tls import tls_scope_extension
 
@@ -52,14 +51,6 @@ REQUEST_TASK_NAME: Final = "hasten.http1.request"
 # while any other global, an imported one too, is a lookup in the module's dict (~180
 # instructions each; making the hot path's constants Final saved 2.2k of 45k per request).
 _Task: Final = Task
-# Every HTTP scope starts as a copy of this, and each request sets all but its first two
-# keys: copying a dict and replacing values costs less than building it key by key
-# (callgrind: 560 instructions of 40.8k per request). The placeholders are never seen.
-_SCOPE_TEMPLATE: Final[dict[str, Any]] = dict.fromkeys(
-    ("type", "asgi", "http_version", "scheme", "method", "path", "raw_path", "query_string",
-     "root_path", "headers", "client", "server", "state", "extensions"),
-)  # fmt: skip
-_SCOPE_TEMPLATE.update(type="http", asgi=ASGI_VERSION)
 # llhttp's error once it has read a whole, valid HTTP/2 preface (HPE_PAUSED_H2_UPGRADE).
 _PAUSED_AT_HTTP2_PREFACE: Final = "Pause on PRI/Upgrade"
 # What ``H1Connection.headers`` holds between requests; never appended to, since on_url,
@@ -394,8 +385,6 @@ class H1Connection(asyncio.Protocol):
         self.url = b""
         self.headers = NO_FIELDS
         raw_path, query_string, path = known_target(url) or split_target(method, url)
-        state = self.state
-        root_path = state.root_path
         lone_host = self.lone_host
         self.lone_host = None
         if lone_host and url[:1] == b"/" and known_valid_host(lone_host):
@@ -409,23 +398,19 @@ class H1Connection(asyncio.Protocol):
                 self.limits,
                 None if url[:1] == b"/" else absolute_form_authority(url),
             )
-        scope = _SCOPE_TEMPLATE.copy()
-        scope["http_version"] = http_version
-        scope["scheme"] = self.scheme
-        scope["method"] = method.decode("ascii")
-        scope["path"] = root_path + path if root_path else path
-        scope["raw_path"] = root_path.encode("ascii") + raw_path if root_path else raw_path
-        scope["query_string"] = query_string
-        scope["root_path"] = root_path
-        scope["headers"] = headers
-        scope["client"] = self.client
-        scope["server"] = self.server
-        scope["state"] = state.lifespan_state.copy()
-        scope["extensions"] = {} if self.tls_extension is None else {"tls": self.tls_extension}
-        if state.trusted_proxies is not None:
-            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
-                state.trusted_proxies, self.client, self.scheme, headers
-            )
+        scope = http_scope(
+            self.state,
+            http_version,
+            self.scheme,
+            method.decode("ascii"),
+            path,
+            raw_path,
+            query_string,
+            headers,
+            self.client,
+            self.server,
+            {} if self.tls_extension is None else {"tls": self.tls_extension},
+        )
         cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)
         if expects_continue:
             # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
@@ -521,8 +506,7 @@ class H1Connection(asyncio.Protocol):
             cycle = self.cycle = pipeline.pop(0)
             if state.access_log:
                 cycle.start_time = perf_counter()
-            if state.limit_concurrency is not None and state.over_capacity():
-                error_logger.warning("Exceeded concurrency limit; answering 503.")
+            if state.limit_concurrency is not None and at_capacity(state):
                 cycle.send_error_response(503)
                 continue
             # A plain task, not an eager one (Python 3.12's eager_start, which would run the

@@ -23,8 +23,9 @@ from h2.errors import ErrorCodes
 from hpack import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, GoAwayFrame
 
-from hasten.asgi import ASGI_VERSION, decode_path
+from hasten.asgi import decode_path
 from hasten.logs import error_logger
+from hasten.protocols.exchange import at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1 import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2_fields import (
@@ -34,9 +35,8 @@ from hasten.protocols.http2_fields import (
     parse_request_fields,
 )
 from hasten.protocols.http2_limits import H2Limits, RateBudget
-from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream
+from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
 from hasten.protocols.http2_websocket import open_websocket_stream
-from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -77,7 +77,6 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "lingering",
         "reset_budget",
         "scheme",
-        "scope_base",
         "server",
         "silent_frames",
         "state",
@@ -90,7 +89,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
     def __init__(self, state: ServerState, limits: H2Limits) -> None:
         self.state = state
         self.limits = limits
-        self.streams: dict[int, H2Stream] = {}
+        self.streams: dict[int, StreamHandler] = {}
         self.closing = False
         self.goaway_sent = False
         self.lingering = False
@@ -148,14 +147,6 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.extensions: dict[str, Any] = {name: {} for name in _ADVERTISED_EXTENSIONS}
         if tls is not None:
             self.extensions["tls"] = tls
-        self.scope_base = {
-            "type": "http",
-            "asgi": ASGI_VERSION,
-            "http_version": "2",
-            "root_path": self.state.root_path,
-            "client": self.client,
-            "server": self.server,
-        }
         self.idle_since = self.state.loop.time()
         self.state.connections.add(self)
 
@@ -276,21 +267,31 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _open_stream(self, stream_id: int, scope: dict[str, Any], status: int) -> H2Stream | None:
         """Start the app for a request, or answer it with ``status`` if that is not 0."""
-        return self.start_stream(H2Stream(self, stream_id, scope), status)
+        stream = H2Stream(self, stream_id, scope)
+        if status:
+            self.answer_stream(stream, status)
+            return None
+        self.start_stream(stream)
+        return stream
 
-    def start_stream(
-        self, stream: H2Stream, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
-    ) -> H2Stream | None:
-        """Start the app of a new stream, or answer it with ``status`` (and ``extra_fields``)
-        if that is not 0."""
+    def start_stream(self, stream: StreamHandler) -> None:
+        """Start the app of a new stream."""
         self.streams[stream.stream_id] = stream
         self.idle_since = 0.0
-        if status:
-            stream.send_plain_response(status, extra_fields)
-            self.stream_task_done(stream)
-            return None
-        self._run_app(stream)
-        return stream
+        state = self.state
+        # The stream reports its end itself (app_finished), rather than through a done
+        # callback: that would cost one more loop callback per request.
+        stream.task = state.loop.create_task(stream.run(), context=state.base_context.copy())
+        state.tasks.add(stream.task)
+
+    def answer_stream(
+        self, stream: H2Stream, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """Answer a new stream's request with ``status`` (and ``extra_fields``), not its app."""
+        self.streams[stream.stream_id] = stream
+        self.idle_since = 0.0
+        stream.send_error_response(status, extra_fields)
+        self.stream_task_done(stream)
 
     def _build_scope(self, fields: RequestFields) -> tuple[dict[str, Any], int]:
         """The ASGI scope of a request, and the error status to answer it with (or 0)."""
@@ -308,24 +309,20 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         if method == b"CONNECT" and not protocol:
             # An origin server is not a tunnel (RFC 9110 §9.3.6).
             status = 501
-        root_path = self.state.root_path
-        scope = {
-            **self.scope_base,
-            "method": method.decode("ascii", "replace"),
-            "scheme": self.scheme,
-            "path": root_path + path if root_path else path,
-            "raw_path": root_path.encode("ascii") + raw_path if root_path else raw_path,
-            "query_string": query_string,
-            "headers": headers,
-            "state": self.state.lifespan_state.copy(),
-            "extensions": self.extensions.copy(),
-        }
-        if self.state.trusted_proxies is not None:
-            scope["client"], scope["scheme"], scope["headers"] = apply_proxy_headers(
-                self.state.trusted_proxies, self.client, self.scheme, headers
-            )
-        if not status and self.state.over_capacity():
-            error_logger.warning("Exceeded concurrency limit; answering 503.")
+        scope = http_scope(
+            self.state,
+            "2",
+            self.scheme,
+            method.decode("ascii", "replace"),
+            path,
+            raw_path,
+            query_string,
+            headers,
+            self.client,
+            self.server,
+            self.extensions.copy(),
+        )
+        if not status and at_capacity(self.state):
             status = 503
         return scope, status
 
@@ -334,19 +331,12 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         # h2 has checked that content-length is a number (RFC 9113 §8.1.1).
         return limit is not None and content_length.isdigit() and int(content_length) > limit
 
-    def _run_app(self, stream: H2Stream) -> None:
-        state = self.state
-        # The stream reports its end itself (app_finished), rather than through a done
-        # callback: that would cost one more loop callback per request.
-        stream.task = state.loop.create_task(stream.run(), context=state.base_context.copy())
-        state.tasks.add(stream.task)
-
-    def app_finished(self, stream: H2Stream) -> None:
+    def app_finished(self, stream: StreamHandler) -> None:
         if stream.task is not None:
             self.state.tasks.discard(stream.task)
         self.stream_task_done(stream)
 
-    def stream_task_done(self, stream: H2Stream) -> None:
+    def stream_task_done(self, stream: StreamHandler) -> None:
         """A stream's app is over: the stream no longer counts against the limits."""
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]

@@ -11,8 +11,9 @@ allow. The other streams of the connection never wait on a WebSocket's.
 
 from __future__ import annotations
 
+import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import h2.exceptions
 from h2.errors import ErrorCodes
@@ -35,11 +36,11 @@ if TYPE_CHECKING:
     from hasten.protocols.http2 import H2Connection
 
 # RFC 6455 §4.4: the version this server speaks, named when a request asks for another.
-_VERSION_REQUIRED = ((b"sec-websocket-version", b"13"),)
+_VERSION_REQUIRED: Final = ((b"sec-websocket-version", b"13"),)
 # Frame bytes held for a client whose window is closed: above the high mark the app's send()
 # waits, and the client's own window stops reopening, until they drain to the low mark.
-_WRITE_HIGH_WATER = 64 * 1024
-_WRITE_LOW_WATER = 16 * 1024
+_WRITE_HIGH_WATER: Final = 64 * 1024
+_WRITE_LOW_WATER: Final = 16 * 1024
 
 
 def open_websocket_stream(
@@ -76,14 +77,19 @@ def open_websocket_stream(
         else:
             if extensions_header is not None:
                 handshake.append((b"sec-websocket-extensions", extensions_header.encode("ascii")))
+    request = H2Stream(conn, stream_id, scope)
     if status:
-        conn.start_stream(H2Stream(conn, stream_id, scope), status, extra_fields)
+        conn.answer_stream(request, status, extra_fields)
     else:
-        conn.start_stream(H2WebSocketStream(conn, stream_id, scope, settings, frames, handshake), 0)
+        conn.start_stream(H2WebSocketStream(request, settings, frames, handshake))
 
 
-class H2WebSocketStream(H2Stream):
+class H2WebSocketStream:
     """An extended CONNECT stream carrying a WebSocket.
+
+    Until the app accepts, the stream is an HTTP request, answered through ``request`` (an
+    ``H2Stream``, whose app is never run): an error status, the 200 that accepts, or the
+    app's own denial response. Then its DATA carries the WebSocket's frames.
 
     The stream stays counted against the connection's limits until both its app has
     returned and the stream is over (ended both ways cleanly, or reset): a closing
@@ -91,41 +97,72 @@ class H2WebSocketStream(H2Stream):
     """
 
     __slots__ = (
-        "app_done",
+        "app_started",
+        "conn",
         "end_pending",
         "feeding",
         "held_input",
         "outgoing",
         "over",
+        "progress_at",
         "read_pauses",
+        "request",
         "sending",
+        "stream_id",
+        "task",
+        "unacknowledged",
         "websocket",
+        "websocket_done",
     )
 
     def __init__(
         self,
-        conn: H2Connection,
-        stream_id: int,
-        scope: dict[str, Any],
+        request: H2Stream,
         settings: WebSocketSettings,
         protocol: ServerProtocol,
         handshake_headers: list[tuple[bytes, bytes]],
     ) -> None:
-        super().__init__(conn, stream_id, scope)
+        conn = self.conn = request.conn
+        self.request = request
+        self.stream_id = request.stream_id
+        self.task: asyncio.Task[None] | None = None
+        self.app_started = False
         self.websocket = WebSocketConnection(
-            conn.state, settings, self, websocket_scope(scope), protocol, handshake_headers
+            conn.state, settings, self, websocket_scope(request.scope), protocol, handshake_headers
         )
-        # Received bytes not yet handed to the WebSocket (reading is paused).
+        # Received bytes not yet handed to the WebSocket (reading is paused), and those it
+        # took but the client's window has not been given back yet.
         self.held_input = bytearray()
-        # Frame bytes the windows have no room for yet.
+        self.unacknowledged = 0
+        # Frame bytes the windows have no room for yet, and since when they wait.
         self.outgoing = bytearray()
+        self.progress_at = 0.0
         self.read_pauses = 0
         self.feeding = False
         self.end_pending = False
         self.over = False
-        self.app_done = False
+        self.websocket_done = False
         # The write side of flow control, for the stream's window: it never pauses reading.
         self.sending = FlowControl(conn.transport)
+
+    @property
+    def received_length(self) -> int:
+        """Body bytes are frames, never counted against ``--limit-request-body``."""
+        return 0
+
+    @property
+    def disconnected(self) -> bool:
+        return self.over
+
+    @property
+    def response_complete(self) -> bool:
+        """Whether the HTTP side is over: the app's own response, or an error response,
+        was sent whole (or the stream is over)."""
+        return self.request.response_complete
+
+    @property
+    def body_complete(self) -> bool:
+        return self.request.body_complete
 
     # -- the app ----------------------------------------------------------------------------
 
@@ -134,7 +171,7 @@ class H2WebSocketStream(H2Stream):
         try:
             await self.websocket.run()
         finally:
-            self.app_done = True
+            self.websocket_done = True
             if self.over:
                 self.conn.app_finished(self)
 
@@ -148,31 +185,32 @@ class H2WebSocketStream(H2Stream):
     # -- the WebSocket's channel: the request -----------------------------------------------
 
     def refuse(self, status: int) -> None:
-        self.send_plain_response(status)
+        self.request.send_error_response(status)
         self._stream_over()
 
     def accept(self, headers: list[tuple[bytes, bytes]]) -> None:
         """The 200 response of RFC 8441 §5, without END_STREAM: the frames follow it."""
-        self._start_response({"status": 200, "headers": headers})
+        request = self.request
+        request.start_response({"status": 200, "headers": headers})
         try:
-            self._send_head(end_stream=False)
+            request.send_head(end_stream=False)
         except h2.exceptions.ProtocolError:
             self._stream_over()
             raise ClientDisconnected("the stream closed before the accept") from None
         self.conn.flush_soon()
         if self.conn.state.access_log:
             log_access(
-                self.scope,
+                request.scope,
                 200,
-                perf_counter() - self.start_time,
-                response_headers=self.response_headers,
+                perf_counter() - request.start_time,
+                response_headers=request.response_headers,
             )
 
     async def send_response(self, message: Message) -> None:
-        await self.send(message)
+        await self.request.send(message)
 
     def fail_response(self) -> None:
-        self._fail()
+        self.request.fail_response()
         self._stream_over()
 
     # -- the WebSocket's channel: frames in -------------------------------------------------
@@ -186,8 +224,11 @@ class H2WebSocketStream(H2Stream):
         self._feed()
 
     def end_body(self) -> None:
-        self.body_complete = True
+        self.request.body_complete = True
         self._feed()
+
+    def refuse_body(self) -> None:
+        """Never called: ``received_length`` stays 0."""
 
     def pause_reading(self) -> None:
         self.read_pauses |= PAUSED_FOR_BODY
@@ -206,15 +247,16 @@ class H2WebSocketStream(H2Stream):
         if self.feeding:
             return
         self.feeding = True
+        request = self.request
         try:
             while self.held_input and not (self.read_pauses or self.over):
                 data = bytes(self.held_input)
                 self.held_input.clear()
                 self.websocket.receive_data(data)
-            if self.body_complete and not (
-                self.held_input or self.read_pauses or self.over or self.final_body_delivered
+            if request.body_complete and not (
+                self.held_input or self.read_pauses or self.over or request.final_body_delivered
             ):
-                self.final_body_delivered = True
+                request.final_body_delivered = True
                 if self.websocket.is_open:
                     self.websocket.receive_eof()
                 else:
@@ -238,7 +280,7 @@ class H2WebSocketStream(H2Stream):
         self._send_outgoing()
 
     def end(self) -> None:
-        if self.response_complete:
+        if self.request.response_complete:
             # The app's own response, or an error response, ended the stream.
             self._stream_over()
         elif not (self.over or self.end_pending):
@@ -280,7 +322,8 @@ class H2WebSocketStream(H2Stream):
                     break
                 chunk = bytes(outgoing[:size])
                 del outgoing[:size]
-                self._send_frame(chunk, end_stream=False)
+                self.request.send_frame(chunk, end_stream=False)
+                self.progress_at = self.conn.state.loop.time()
             if self.end_pending and not outgoing:
                 machine.end_stream(stream_id)
                 finished = True
@@ -307,7 +350,7 @@ class H2WebSocketStream(H2Stream):
 
     def window_opened(self) -> None:
         # A denial response's body may be the one waiting.
-        super().window_opened()
+        self.request.window_opened()
         if self.outgoing:
             self._send_outgoing()
 
@@ -316,7 +359,7 @@ class H2WebSocketStream(H2Stream):
         waits on nothing, never does."""
         if self.outgoing:
             return self.progress_at
-        return super().stalled_since()
+        return self.request.stalled_since()
 
     def client_gone(self) -> None:
         self._stream_over()
@@ -326,13 +369,13 @@ class H2WebSocketStream(H2Stream):
         if self.over:
             return
         self.over = True
-        self.disconnected = True
-        self.response_complete = True
+        request = self.request
+        request.response_complete = True
         self.held_input.clear()
         self.outgoing.clear()
         self.sending.connection_lost()
-        self.wake()
+        request.client_gone()
         self.websocket.peer_gone()
-        if self.app_done:
+        if self.websocket_done:
             # Not now: the connection may be going through its streams.
             self.conn.state.loop.call_soon(self.conn.app_finished, self)

@@ -18,6 +18,7 @@ from websockets.http11 import Request
 
 from hasten.asgi import Message, encode_headers, plain_response, status_line, websocket_scope
 from hasten.logs import error_logger, log_access
+from hasten.protocols.exchange import at_capacity
 from hasten.protocols.flow import PAUSED_FOR_BODY, ReadingFollowsWriting
 from hasten.protocols.websocket_connection import (
     WebSocketConnection,
@@ -88,8 +89,7 @@ def upgrade_to_websocket(
         error_logger.debug("Invalid WebSocket handshake: %s", exc)
         cycle.send_error_response(400)
         return True
-    if state.over_capacity():
-        error_logger.warning("Exceeded concurrency limit; answering 503.")
+    if at_capacity(state):
         cycle.send_error_response(503)
         return True
     handshake = [
@@ -218,11 +218,7 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         return self.cycle.response_complete
 
     def fail_response(self) -> None:
-        cycle = self.cycle
-        if cycle.head_pending or not cycle.response_started:
-            cycle.send_error_response(500)
-        else:
-            self.transport.close()
+        self.cycle.fail_response()
 
     # -- the server -------------------------------------------------------------------------
 
