@@ -441,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     clients.raise_open_file_limit(settings.idle_connections * 2 + 4096)
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
     info = machine_info()
-    extra = (baseline(args.baseline),) if args.baseline else ()
+    # Absolute: the servers run from bench/apps.
+    extra = (baseline(os.path.abspath(args.baseline)),) if args.baseline else ()
     if args.baseline:
         info["baseline"] = args.baseline_name or args.baseline
     print(f"bench: {settings.mode} mode on {info['cpu']}, Python {info['python']}", flush=True)
