@@ -135,7 +135,7 @@ bench-base:
 	git archive $(BASELINE) | tar -x -C .bench-base/src
 	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir .bench-base/dist .bench-base/src
 	$(PYTHON) -m venv $(BASE_VENV)
-	$(BASE_VENV)/bin/python -m pip install --quiet .bench-base/dist/hasten-*.whl
+	$(BASE_VENV)/bin/python -m pip install --quiet .bench-base/dist/hasten-*.whl fastapi  # json's app
 
 bench: bench-tools $(BENCH_VENV)/.hasten-$(WHEEL_KEY) $(if $(BASELINE),bench-base)  ## side-by-side benchmark (QUICK=1: < 3 min; ONLY="hello ws"; BASELINE=REV)
 	$(BENCH_VENV)/bin/python -m bench.run $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) \
