@@ -26,7 +26,7 @@ from hasten.logs import error_logger
 from hasten.proxy import TrustedProxies
 from hasten.proxy_protocol import ProxyHeader, ProxyProtocolError, ProxySSL, parse_proxy_header
 from hasten.state import ProxiedOrigin, ProxiedOrigins
-from hasten.tls import _TLS_VERSIONS, _rfc4514_name
+from hasten.tls import TLS_VERSIONS, rfc4514_name
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 # Given the accepted socket and the factory of its protocol, makes the connection.
@@ -189,14 +189,14 @@ def proxied_tls_extension(info: ProxySSL | None) -> dict[str, Any] | None:
     return {
         "server_cert": None,
         "client_cert_chain": [],
-        "client_cert_name": _rfc4514_name([[("commonName", name)]]) if name else None,
+        "client_cert_name": rfc4514_name([[("commonName", name)]]) if name else None,
         # §2.2.5: verify is 0 when the client's certificate was presented and verified.
         "client_cert_error": (
             f"certificate verification failed ({info.verify})"
             if presented and info.verify
             else None
         ),
-        "tls_version": _TLS_VERSIONS.get(info.version or ""),
+        "tls_version": TLS_VERSIONS.get(info.version or ""),
         "cipher_suite": _cipher_suite_ids().get(info.cipher or ""),
     }
 

@@ -12,7 +12,8 @@ from typing import Any
 from hasten.config import Config
 from hasten.logs import error_logger
 
-_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+# The ASGI tls extension's version numbers (RFC 8446 §4.2.1).
+TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 _PEM_CERTIFICATE = re.compile(
     r"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL
 )
@@ -93,16 +94,16 @@ def tls_scope_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
     return {
         "server_cert": getattr(context, "server_cert_pem", None),
         "client_cert_chain": chain,
-        "client_cert_name": _rfc4514_name(peer["subject"]) if peer else None,
+        "client_cert_name": rfc4514_name(peer["subject"]) if peer else None,
         # A client certificate that fails verification fails the handshake: any certificate
         # an app sees has been verified.
         "client_cert_error": None,
-        "tls_version": _TLS_VERSIONS.get(version or ""),
+        "tls_version": TLS_VERSIONS.get(version or ""),
         "cipher_suite": getattr(context, "cipher_suite_ids", {}).get(cipher[0]) if cipher else None,
     }
 
 
-def _rfc4514_name(subject: Any) -> str:
+def rfc4514_name(subject: Any) -> str:
     """A certificate subject as an RFC 4514 string: last RDN first, values escaped."""
     rdns = []
     for rdn in reversed(subject):
