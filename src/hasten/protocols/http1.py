@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from asyncio import Task
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Final, cast
 
@@ -225,7 +226,7 @@ class H1Connection(asyncio.Protocol):
     def _switched_to_http2(self, exc: httptools.HttpParserError, data: bytes) -> bool:
         """HTTP/2 with prior knowledge (RFC 9113 §3.3): llhttp stops with an error at the
         end of the connection preface; if it opened the connection, HTTP/2 takes over."""
-        handler = self.state.http2_preface_handler
+        handler = self.state.protocols.http2_preface
         if handler is None or not self.fresh:
             # RFC 9113 §3.3: the preface opens the connection; after a request it is a
             # malformed HTTP/1.1 request (400), never a switch.
@@ -237,18 +238,43 @@ class H1Connection(asyncio.Protocol):
         for split in range(len(HTTP2_PREFACE)):
             tail = HTTP2_PREFACE[split:]
             if data.startswith(tail):
-                self.hand_over()
-                handler(self.transport, data[len(tail) :])
+                handler(self, data[len(tail) :])
                 return True
         return False
 
+    # -- switching protocols (the handlers of ServerState.protocols) -------------------------
+
+    def can_switch_protocols(self) -> bool:
+        """Whether the request asking to switch protocols is the connection's only one: no
+        response is owed before it, so the connection may change hands now."""
+        return self.cycle is None and len(self.pipeline) == 1
+
+    def refuse_pipelined_upgrade(self, cycle: RequestCycle, status: int) -> None:
+        """Answer ``cycle``, an upgrade request pipelined behind others, with ``status``
+        after their responses, in order; the bytes after it cannot be HTTP, so the
+        connection then closes."""
+        self.pipeline.remove(cycle)
+        self.body_cycle = None
+        self.reject(status)
+
     def hand_over(self) -> None:
-        """Give the connection up to another protocol, which now owns the transport."""
+        """Stop serving HTTP/1.1: no more requests are read or answered here, and the
+        connection no longer counts as the server's. Whoever called this now owns the
+        transport (to answer the upgrade request and close, or to give it to
+        ``hand_over_to``). Calling it again does nothing more."""
         self.write_held_output()
         self.state.connections.discard(self)
         self.closing = True
         self.pipeline.clear()
         self.body_cycle = None
+
+    def hand_over_to(
+        self, take_over: Callable[[asyncio.BaseTransport, bytes], None], rest: bytes
+    ) -> None:
+        """Give the transport to another protocol: ``take_over(transport, rest)`` makes it
+        the transport's protocol, with ``rest`` the bytes read after the last HTTP/1.1 one."""
+        self.hand_over()
+        take_over(self.transport, rest)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -471,7 +497,7 @@ class H1Connection(asyncio.Protocol):
         cycle = self.pipeline[-1] if self.pipeline else None
         if cycle is None:
             return
-        handler = self.state.upgrade_handlers.get(_upgrade_token(cycle.scope["headers"]))
+        handler = self.state.protocols.upgrades.get(_upgrade_token(cycle.scope["headers"]))
         if handler is not None and handler(self, cycle, rest):
             return
         # No protocol to switch to: RFC 9110 §7.8 lets the server ignore Upgrade and answer

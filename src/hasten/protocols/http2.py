@@ -115,7 +115,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 # RFC 8441 §3: WebSockets by extended CONNECT, when they are on.
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(
-                    state.websocket_settings is not None
+                    state.protocols.websocket is not None
                 ),
             },
         )
@@ -237,7 +237,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.control_budget.earn(1)
         try:
             fields = parse_request_fields(
-                event.headers or [], extended_connect=self.state.websocket_settings is not None
+                event.headers or [], extended_connect=self.state.protocols.websocket is not None
             )
         except MalformedRequest as exc:
             self._refuse_malformed(stream_id, exc)
@@ -581,9 +581,9 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def take_over_upgrade(
         self,
-        transport: asyncio.BaseTransport,
         cycle: RequestCycle,
         body_length: int,
+        transport: asyncio.BaseTransport,
         rest: bytes,
     ) -> None:
         """Serve an accepted ``Upgrade: h2c`` (RFC 7540 §3.2): the request becomes stream 1,

@@ -48,7 +48,7 @@ def open_websocket_stream(
 ) -> None:
     """Open a WebSocket on an extended CONNECT stream (RFC 8441 §4), or answer the request
     with ``status`` if that is not 0, or with the error status the request calls for."""
-    settings = conn.state.websocket_settings
+    settings = conn.state.protocols.websocket
     # http2_fields refuses :protocol unless this server advertised extended CONNECT.
     assert settings is not None
     extra_fields: tuple[tuple[bytes, bytes], ...] = ()
