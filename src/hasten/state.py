@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hasten.asgi import ASGIApplication, encode_headers
 from hasten.config import Config
 from hasten.logs import access_logger
-from hasten.protocols.h1_checks import RequestLimits
+from hasten.protocols.http1.checks import RequestLimits
 from hasten.proxy import TrustedProxies
 
 if TYPE_CHECKING:
-    from hasten.protocols.http1 import H1Connection, RequestCycle
-    from hasten.protocols.websocket_connection import WebSocketSettings
+    from hasten.protocols.http1.connection import H1Connection, RequestCycle
+    from hasten.protocols.websocket.connection import WebSocketSettings
 
 # Takes over a connection whose request asked to switch protocols (``Upgrade: <token>``):
 # called with the connection, the request and the bytes after its head; returns False to

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 from hasten.config import Config
 from hasten.logs import error_logger
-from hasten.protocols.http1 import H1Connection, RequestCycle
-from hasten.protocols.http2 import H2Connection
-from hasten.protocols.http2_limits import H2Limits
-from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
-from hasten.protocols.websocket_connection import WebSocketSettings
+from hasten.protocols.http1.connection import H1Connection, RequestCycle
+from hasten.protocols.http2.connection import H2Connection
+from hasten.protocols.http2.limits import H2Limits
+from hasten.protocols.websocket.connection import WebSocketSettings
+from hasten.protocols.websocket.handshake import upgrade_handler as websocket_upgrade_handler
 from hasten.state import PrefaceHandler, Protocols, ServerState, UpgradeHandler
 from hasten.tls import ALPNDispatch
 

@@ -6,7 +6,7 @@ straight into the request cycle, with no intermediate event objects, is what mak
 from ``data_received`` to ``transport.write`` short. Read it top to bottom:
 
 ``H1Connection.data_received`` feeds the parser; the parser's callbacks build a
-``RequestCycle`` (h1_cycle.py) per request; once the bytes at hand are parsed the next
+``RequestCycle`` (cycle.py) per request; once the bytes at hand are parsed the next
 queued cycle's app is started as a task; the app's ``send()`` serialises the
 response.
 """
@@ -29,7 +29,7 @@ from hasten.asgi import (
 from hasten.logs import error_logger
 from hasten.protocols.exchange import at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
-from hasten.protocols.h1_checks import (
+from hasten.protocols.http1.checks import (
     CHECKED_FIELDS,
     absolute_form_authority,
     check_fields,
@@ -38,7 +38,7 @@ from hasten.protocols.h1_checks import (
     known_valid_host,
     split_target,
 )
-from hasten.protocols.h1_cycle import TURN_END_BATCH, RequestCycle, end_turn
+from hasten.protocols.http1.cycle import TURN_END_BATCH, RequestCycle, end_turn
 from hasten.state import ServerState
 from hasten.tls import tls_scope_extension
 

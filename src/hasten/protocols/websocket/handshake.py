@@ -1,5 +1,5 @@
 """WebSockets (RFC 6455) over HTTP/1.1: the opening handshake, and the TCP connection as the
-channel of a :class:`~hasten.protocols.websocket_connection.WebSocketConnection`.
+channel of a :class:`~hasten.protocols.websocket.connection.WebSocketConnection`.
 
 HTTP/1.1 hands a request carrying ``Upgrade: websocket`` to :func:`upgrade_to_websocket`,
 which checks the handshake (400, 426, or plain HTTP for what cannot be one) and gives the
@@ -20,7 +20,7 @@ from hasten.asgi import Message, encode_headers, plain_response, status_line, we
 from hasten.logs import error_logger, log_access
 from hasten.protocols.exchange import at_capacity
 from hasten.protocols.flow import PAUSED_FOR_BODY, FlowControl, ReadingFollowsWriting
-from hasten.protocols.websocket_connection import (
+from hasten.protocols.websocket.connection import (
     WebSocketConnection,
     WebSocketSettings,
     frame_protocol,
@@ -31,7 +31,7 @@ from hasten.state import ServerState, UpgradeHandler
 if TYPE_CHECKING:
     from websockets.server import ServerProtocol
 
-    from hasten.protocols.http1 import H1Connection, RequestCycle
+    from hasten.protocols.http1.connection import H1Connection, RequestCycle
 
 # RFC 6455 §4.4: the version a 426 names as the one this server speaks.
 _VERSION_REQUIRED = b"sec-websocket-version: 13\r\n"
