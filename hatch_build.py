@@ -46,14 +46,14 @@ COMPILED_MODULES = (
     "src/hasten/state.py",
     "src/hasten/protocols/flow.py",
     "src/hasten/protocols/exchange.py",
-    "src/hasten/protocols/h1_checks.py",
-    "src/hasten/protocols/h1_cycle.py",
-    "src/hasten/protocols/http1.py",
-    "src/hasten/protocols/http2.py",
-    "src/hasten/protocols/http2_stream.py",
-    "src/hasten/protocols/http2_websocket.py",
-    "src/hasten/protocols/websocket.py",
-    "src/hasten/protocols/websocket_connection.py",
+    "src/hasten/protocols/http1/checks.py",
+    "src/hasten/protocols/http1/cycle.py",
+    "src/hasten/protocols/http1/connection.py",
+    "src/hasten/protocols/http2/connection.py",
+    "src/hasten/protocols/http2/stream.py",
+    "src/hasten/protocols/websocket/over_http2.py",
+    "src/hasten/protocols/websocket/handshake.py",
+    "src/hasten/protocols/websocket/connection.py",
 )
 
 # Run in a scratch directory so that setuptools never reads this project's pyproject.toml.

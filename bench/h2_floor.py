@@ -17,7 +17,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from hasten.protocols.http2 import server_configuration
+from hasten.protocols.http2.connection import server_configuration
 
 REQUEST = [
     (b":method", b"GET"),

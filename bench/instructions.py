@@ -120,7 +120,7 @@ def _state(loop: asyncio.AbstractEventLoop, **settings: Any) -> tuple[Any, Any]:
 
 
 async def run_h1(requests: int) -> None:
-    from hasten.protocols.http1 import H1Connection  # noqa: PLC0415
+    from hasten.protocols.http1.connection import H1Connection  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     transport = FakeTransport(loop)
@@ -136,8 +136,8 @@ async def run_h2(requests: int) -> None:
     import h2.config  # noqa: PLC0415
     import h2.connection  # noqa: PLC0415
 
-    from hasten.protocols.http2 import H2Connection  # noqa: PLC0415
-    from hasten.protocols.http2_limits import H2Limits  # noqa: PLC0415
+    from hasten.protocols.http2.connection import H2Connection  # noqa: PLC0415
+    from hasten.protocols.http2.limits import H2Limits  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     transport = FakeTransport(loop)
@@ -174,7 +174,7 @@ SCENARIOS = {"h1": run_h1, "h2": run_h2}
 
 def build() -> str:
     """Which build of hasten is imported: ``compiled`` (mypyc) or ``pure``."""
-    from hasten.protocols import http1  # noqa: PLC0415
+    from hasten.protocols.http1 import connection as http1  # noqa: PLC0415
 
     return "compiled" if not http1.__file__.endswith(".py") else "pure"
 

@@ -25,14 +25,19 @@ _FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 
 
 def frame_name(frame: str) -> str:
-    """``"data_received (hasten/protocols/http1.py:301)"`` -> ``"data_received (http1.py)"``.
+    """``"data_received (.../hasten/protocols/http1/connection.py:301)"`` ->
+    ``"data_received (protocols/http1/connection.py)"``.
 
-    Line numbers are dropped so that one function's samples add up.
+    Line numbers are dropped so that one function's samples add up; hasten's files keep
+    their path in the package (``connection.py`` alone could be any protocol's), others
+    only their name.
     """
     match = _FRAME.match(frame)
     if match is None:
         return frame
-    return f"{match['function']} ({os.path.basename(match['file'])})"
+    path = match["file"]
+    _, inside, rest = path.rpartition("hasten/")
+    return f"{match['function']} ({rest if inside else os.path.basename(path)})"
 
 
 def top_functions(

@@ -41,7 +41,7 @@ from bench.servers import (
 
 BENCH_DIR = Path(__file__).parent
 RESULTS_DIR = BENCH_DIR / "results"
-WEBSOCKET_MODULE = BENCH_DIR.parent / "src" / "hasten" / "protocols" / "websocket.py"
+WEBSOCKET_MODULE = BENCH_DIR.parent / "src" / "hasten" / "protocols" / "websocket" / "handshake.py"
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def build_requirements() -> set[str]:
 
 def test_the_build_hook_names_modules_that_exist() -> None:
     names = compiled_module_names()
-    assert "hasten.protocols.http1" in names
+    assert "hasten.protocols.http1.connection" in names
     for name in names:
         importlib.import_module(name)
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hasten import Config
 from hasten.cli import main
 from hasten.config import LOG_LEVELS, LogLevel, setting_specs
-from hasten.protocols.http2_limits import H2Limits
+from hasten.protocols.http2.limits import H2Limits
 from hasten.settings import SettingSpec, SettingValueError
 from hasten.sources import SettingsError, resolve_settings
 

@@ -1,4 +1,4 @@
-"""ServerState: the default header block and the concurrency limit."""
+"""ServerState: the default header block, the concurrency limit, the protocol wiring."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from hasten import Config
+from hasten.protocols.negotiation import protocols_for
 from hasten.state import ServerState
 
 
@@ -72,3 +73,35 @@ def test_over_capacity_counts_connections_and_tasks(loop: asyncio.AbstractEventL
 
 def test_lifespan_state_starts_empty(loop: asyncio.AbstractEventLoop) -> None:
     assert make_state(loop).lifespan_state == {}
+
+
+def test_protocols_default_to_plain_http1(loop: asyncio.AbstractEventLoop) -> None:
+    protocols = make_state(loop).protocols
+    assert protocols.http2_preface is None
+    assert protocols.upgrades == {}
+    assert protocols.websocket is None
+
+
+@pytest.mark.parametrize(
+    ("http", "ws", "upgrades", "preface", "websocket"),
+    [
+        ("auto", "auto", [b"h2c", b"websocket"], True, True),
+        ("auto", "none", [b"h2c"], True, False),
+        ("h1", "auto", [b"websocket"], False, True),
+        ("h1", "none", [], False, False),
+    ],
+)
+def test_protocols_for_follows_http_and_ws(
+    loop: asyncio.AbstractEventLoop,
+    http: str,
+    ws: str,
+    upgrades: list[bytes],
+    preface: bool,
+    websocket: bool,
+) -> None:
+    """The wiring is made once, from the settings, and handed to the state whole."""
+    config = Config(app=app, http=http, ws=ws)
+    state = ServerState(config, app, loop, protocols_for(config))
+    assert sorted(state.protocols.upgrades) == upgrades
+    assert (state.protocols.http2_preface is not None) == preface
+    assert (state.protocols.websocket is not None) == websocket

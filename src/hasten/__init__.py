@@ -19,7 +19,7 @@ from hasten.asgi import ASGIApplication
 from hasten.config import Config
 from hasten.importer import AppLoadError
 from hasten.logs import error_logger
-from hasten.protocols import http1 as _http1
+from hasten.protocols.http1 import connection as _http1
 from hasten.server import STARTUP_FAILURE, Server
 from hasten.sources import apply_env_file
 from hasten.supervisors import needs_supervisor, run_supervised

@@ -234,7 +234,7 @@ def _with_host(headers: list[tuple[bytes, bytes]], host: bytes) -> list[tuple[by
 
 
 def _is_valid_host(value: bytes) -> bool:
-    # Imported here: h1_checks imports config, which imports this module.
-    from hasten.protocols.h1_checks import is_valid_host  # noqa: PLC0415
+    # Imported here: http1.checks imports config, which imports this module.
+    from hasten.protocols.http1.checks import is_valid_host  # noqa: PLC0415
 
     return bool(value) and is_valid_host(value)

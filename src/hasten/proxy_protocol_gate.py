@@ -9,8 +9,8 @@ is part of it, so those are consumed as they come and readiness can't spin.
 
 The client the header names reaches the protocols through ``ServerState.proxied_origins``,
 keyed by transport (weakly: it lives as long as the connection; by its SSLObject on TLS),
-which ``OriginRecorder``
-fills when the transport is made; ``connection_origin`` in ``protocols/http1.py`` reads it.
+which ``OriginRecorder`` fills when the transport is made; ``connection_origin`` in
+``protocols/http1/connection.py`` reads it.
 """
 
 from __future__ import annotations

@@ -18,9 +18,7 @@ from hasten.importer import load_app
 from hasten.lifespan import Lifespan
 from hasten.listener import Listener
 from hasten.logs import error_logger
-from hasten.protocols.negotiation import connection_factory
-from hasten.protocols.websocket import upgrade_handler as websocket_upgrade_handler
-from hasten.protocols.websocket_connection import WebSocketSettings
+from hasten.protocols.negotiation import connection_factory, protocols_for
 from hasten.proxy import TrustedProxies
 from hasten.proxy_protocol_gate import ProxyProtocolGate
 from hasten.state import ServerState
@@ -116,7 +114,7 @@ class Server:
         if lifespan.startup_failed:
             self.exit_code = STARTUP_FAILURE
             return
-        state = self.state = ServerState(config, app, loop)
+        state = self.state = ServerState(config, app, loop, protocols_for(config))
         state.lifespan_state = lifespan.state
         if config.gc_threshold:
             # With many connections open, each request's few dicts, lists and tasks trip
@@ -154,9 +152,6 @@ class Server:
                 timeout=config.timeout_proxy_protocol,
                 max_length=config.limit_proxy_protocol_header,
             )
-        if config.ws != "none":
-            settings = state.websocket_settings = WebSocketSettings.from_config(config)
-            state.upgrade_handlers[b"websocket"] = websocket_upgrade_handler(state, settings)
         if sockets:
             adopted = [s if isinstance(s, ListeningSocket) else ListeningSocket(s) for s in sockets]
         else:

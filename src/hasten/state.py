@@ -13,20 +13,20 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hasten.asgi import ASGIApplication, encode_headers
 from hasten.config import Config
 from hasten.logs import access_logger
-from hasten.protocols.h1_checks import RequestLimits
+from hasten.protocols.http1.checks import RequestLimits
 from hasten.proxy import TrustedProxies
 
 if TYPE_CHECKING:
-    from hasten.protocols.http1 import H1Connection, RequestCycle
-    from hasten.protocols.websocket_connection import WebSocketSettings
+    from hasten.protocols.http1.connection import H1Connection, RequestCycle
+    from hasten.protocols.websocket.connection import WebSocketSettings
 
 # Takes over a connection whose request asked to switch protocols (``Upgrade: <token>``):
 # called with the connection, the request and the bytes after its head; returns False to
 # decline, and the request is then answered over HTTP/1.1.
 UpgradeHandler = Callable[["H1Connection", "RequestCycle", bytes], bool]
 # Takes over a cleartext connection whose first bytes were the HTTP/2 preface: called with
-# the transport and the bytes after the preface.
-PrefaceHandler = Callable[[asyncio.BaseTransport, bytes], None]
+# the connection and the bytes after the preface.
+PrefaceHandler = Callable[["H1Connection", bytes], None]
 # Whom a PROXY protocol header named for a connection (--proxy-protocol): the client, and
 # the ASGI ``tls`` extension when the proxy says it terminated the client's TLS.
 ProxiedOrigin = tuple[tuple[str, int], dict[str, Any] | None]
@@ -45,6 +45,28 @@ class ServedConnection(Protocol):
     def abort(self) -> None: ...
 
 
+class Protocols:
+    """How a connection may change protocol, fixed before the server starts
+    (``negotiation.protocols_for``): the handlers are called with the connection, which
+    carries the ``ServerState``. The default is plain HTTP/1.1 with nothing to switch to."""
+
+    __slots__ = ("http2_preface", "upgrades", "websocket")
+
+    def __init__(
+        self,
+        *,
+        http2_preface: PrefaceHandler | None = None,
+        upgrades: dict[bytes, UpgradeHandler] | None = None,
+        websocket: WebSocketSettings | None = None,
+    ) -> None:
+        # HTTP/2 with prior knowledge on a cleartext HTTP/1.1 port (RFC 9113 §3.3).
+        self.http2_preface = http2_preface
+        # By the first token of the request's ``Upgrade`` field, lower-cased.
+        self.upgrades: dict[bytes, UpgradeHandler] = dict(upgrades or {})
+        # Set when WebSockets are on (``--ws``); HTTP/2 then offers them too (RFC 8441).
+        self.websocket = websocket
+
+
 class ServerState:
     """Shared, per-server state read on the hot path: attributes, not lookups in a Config."""
 
@@ -56,12 +78,12 @@ class ServerState:
         "date_header",
         "default_header_names",
         "default_headers",
-        "http2_preface_handler",
         "lifespan_state",
         "limit_body_drain",
         "limit_concurrency",
         "limit_write_buffer",
         "loop",
+        "protocols",
         "proxied_origins",
         "request_limits",
         "root_path",
@@ -74,15 +96,18 @@ class ServerState:
         "timeout_response_write",
         "trusted_proxies",
         "turn_end",
-        "upgrade_handlers",
-        "websocket_settings",
     )
 
     def __init__(
-        self, config: Config, app: ASGIApplication, loop: asyncio.AbstractEventLoop
+        self,
+        config: Config,
+        app: ASGIApplication,
+        loop: asyncio.AbstractEventLoop,
+        protocols: Protocols | None = None,
     ) -> None:
         self.app = app
         self.loop = loop
+        self.protocols = Protocols() if protocols is None else protocols
         # App tasks run in a copy of this, never of the task that happened to start them.
         self.base_context = contextvars.copy_context()
         self.connections: set[ServedConnection] = set()
@@ -108,10 +133,6 @@ class ServerState:
             weakref.WeakKeyDictionary() if config.proxy_protocol else None
         )
         self.shutting_down = False
-        self.upgrade_handlers: dict[bytes, UpgradeHandler] = {}
-        self.http2_preface_handler: PrefaceHandler | None = None
-        # Set when WebSockets are on (``--ws``); HTTP/2 then offers them too (RFC 8441).
-        self.websocket_settings: WebSocketSettings | None = None
         static: list[tuple[bytes, bytes]] = []
         if config.server_header:
             static.append((b"server", b"hasten"))

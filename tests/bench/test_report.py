@@ -72,7 +72,10 @@ def test_results_table_shows_ratios_against_both_peers() -> None:
 
 
 def test_profile_frames_drop_line_numbers_so_samples_add_up() -> None:
-    assert frame_name("send (hasten/protocols/http1.py:210)") == "send (http1.py)"
+    assert frame_name("send (/x/hasten/protocols/http1/connection.py:210)") == (
+        "send (protocols/http1/connection.py)"
+    )
+    assert frame_name("run (/usr/lib/python3.11/asyncio/events.py:80)") == "run (events.py)"
 
 
 def test_profile_counts_own_and_inclusive_samples() -> None:

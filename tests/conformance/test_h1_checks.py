@@ -1,4 +1,4 @@
-"""The request checks of hasten.protocols.h1_checks as pure functions (no sockets)."""
+"""The request checks of hasten.protocols.http1.checks as pure functions (no sockets)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from hasten import Config
 from hasten.asgi import HTTPRequestError
-from hasten.protocols.h1_checks import (
+from hasten.protocols.http1.checks import (
     RequestLimits,
     absolute_form_authority,
     check_fields,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hasten.protocols import http1
-from hasten.protocols.http1 import server_address
+from hasten.protocols.http1 import connection as http1
+from hasten.protocols.http1.connection import server_address
 from tests.harness import request, run_server
 from tests.protocols.http1_apps import recorder
 

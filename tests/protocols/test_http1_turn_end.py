@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from hasten import Config
-from hasten.protocols.h1_cycle import TURN_END_BATCH, end_turn
-from hasten.protocols.http1 import H1Connection
+from hasten.protocols.http1.connection import H1Connection
+from hasten.protocols.http1.cycle import TURN_END_BATCH, end_turn
 from hasten.state import ServerState
 from tests.harness import request, run_server
 from tests.protocols.http1_apps import wait_for

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hasten import Config
-from hasten.protocols.http1 import H1Connection, request_line_version
+from hasten.protocols.http1.connection import H1Connection, request_line_version
 from hasten.state import ServerState
 from tests.harness import run_client
 from tests.protocols.test_http1_turn_end import FakeTransport

@@ -12,7 +12,7 @@ Messages that an ASGI extension adds are taken only where the protocol offers th
 (``http.response.pathsend``) is one more branch in ``send()`` and one more wire method.
 
 A protocol subclasses it with its wire side only: ``RequestCycle`` (HTTP/1.1,
-``h1_cycle.py``) and ``H2Stream`` (HTTP/2, ``http2_stream.py``) serialise the head, the
+``http1/cycle.py``) and ``H2Stream`` (HTTP/2, ``http2/stream.py``) serialise the head, the
 body and the trailers, answer with a plain status, abort, and apply their flow control.
 Compiled with mypyc, the wire methods are vtable calls on a native class.
 """

@@ -12,11 +12,29 @@ from collections.abc import Callable
 
 from hasten.config import Config
 from hasten.logs import error_logger
-from hasten.protocols.http1 import H1Connection, RequestCycle
-from hasten.protocols.http2 import H2Connection
-from hasten.protocols.http2_limits import H2Limits
-from hasten.state import ServerState
+from hasten.protocols.http1.connection import H1Connection, RequestCycle
+from hasten.protocols.http2.connection import H2Connection
+from hasten.protocols.http2.limits import H2Limits
+from hasten.protocols.websocket.connection import WebSocketSettings
+from hasten.protocols.websocket.handshake import upgrade_handler as websocket_upgrade_handler
+from hasten.state import PrefaceHandler, Protocols, ServerState, UpgradeHandler
 from hasten.tls import ALPNDispatch
+
+
+def protocols_for(config: Config) -> Protocols:
+    """What a connection may switch to, for ``--http`` and ``--ws``: built once, before the
+    server's state, which holds it."""
+    upgrades: dict[bytes, UpgradeHandler] = {}
+    http2_preface: PrefaceHandler | None = None
+    websocket: WebSocketSettings | None = None
+    if config.http == "auto":
+        limits = H2Limits.from_config(config)
+        http2_preface = functools.partial(_switch_to_prior_knowledge, limits)
+        upgrades[b"h2c"] = functools.partial(_upgrade_to_h2c, limits)
+    if config.ws != "none":
+        websocket = WebSocketSettings.from_config(config)
+        upgrades[b"websocket"] = websocket_upgrade_handler(websocket)
+    return Protocols(http2_preface=http2_preface, upgrades=upgrades, websocket=websocket)
 
 
 def connection_factory(
@@ -25,12 +43,9 @@ def connection_factory(
     """The protocol factory of the listening sockets, for ``--http`` and TLS.
 
     ``auto`` serves HTTP/1.1 and HTTP/2 on the same port: ALPN on TLS, prior knowledge
-    and ``Upgrade: h2c`` on cleartext.
+    and ``Upgrade: h2c`` on cleartext (``state.protocols``, from :func:`protocols_for`).
     """
     limits = H2Limits.from_config(config)
-    if config.http == "auto":
-        state.http2_preface_handler = functools.partial(_switch_to_prior_knowledge, state, limits)
-        state.upgrade_handlers[b"h2c"] = functools.partial(_upgrade_to_h2c, state, limits)
     if ssl_context is not None:
         choose = functools.partial(_protocol_for_alpn, state, limits, config.http)
         return functools.partial(ALPNDispatch, choose)
@@ -47,21 +62,17 @@ def _protocol_for_alpn(
     return H1Connection(state)
 
 
-def _switch_to_prior_knowledge(
-    state: ServerState, limits: H2Limits, transport: asyncio.BaseTransport, rest: bytes
-) -> None:
-    H2Connection(state, limits).take_over(transport, rest)
+def _switch_to_prior_knowledge(limits: H2Limits, conn: H1Connection, rest: bytes) -> None:
+    conn.hand_over_to(H2Connection(conn.state, limits).take_over, rest)
 
 
-def _upgrade_to_h2c(
-    state: ServerState, limits: H2Limits, conn: H1Connection, cycle: RequestCycle, rest: bytes
-) -> bool:
+def _upgrade_to_h2c(limits: H2Limits, conn: H1Connection, cycle: RequestCycle, rest: bytes) -> bool:
     """Accept ``Upgrade: h2c`` (RFC 7540 §3.2) when it is well-formed, else decline it and
     the request is answered over HTTP/1.1 (RFC 9110 §7.8 lets a server ignore Upgrade)."""
     scope = cycle.scope
     if scope["http_version"] != "1.1" or scope["scheme"] != "http":
         return False  # h2c is for cleartext HTTP/1.1 only
-    if conn.cycle is not None or len(conn.pipeline) != 1:
+    if not conn.can_switch_protocols():
         return False
     settings_values = [value for name, value in scope["headers"] if name == b"http2-settings"]
     connection_options = b",".join(
@@ -89,12 +100,11 @@ def _upgrade_to_h2c(
     # that fits in one stream window is taken along.
     if body_length > limits.initial_window_size:
         return False
-    upgraded = H2Connection(state, limits)
+    upgraded = H2Connection(conn.state, limits)
     try:
         upgraded.h2.initiate_upgrade_connection(settings_header)
     except Exception as exc:  # h2 raises several kinds for a malformed SETTINGS payload
         error_logger.debug("Ignoring h2c upgrade with bad HTTP2-Settings: %s", exc)
         return False
-    conn.hand_over()
-    upgraded.take_over_upgrade(conn.transport, cycle, body_length, rest)
+    conn.hand_over_to(functools.partial(upgraded.take_over_upgrade, cycle, body_length), rest)
     return True

@@ -6,7 +6,7 @@ straight into the request cycle, with no intermediate event objects, is what mak
 from ``data_received`` to ``transport.write`` short. Read it top to bottom:
 
 ``H1Connection.data_received`` feeds the parser; the parser's callbacks build a
-``RequestCycle`` (h1_cycle.py) per request; once the bytes at hand are parsed the next
+``RequestCycle`` (cycle.py) per request; once the bytes at hand are parsed the next
 queued cycle's app is started as a task; the app's ``send()`` serialises the
 response.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from asyncio import Task
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Final, cast
 
@@ -28,7 +29,7 @@ from hasten.asgi import (
 from hasten.logs import error_logger
 from hasten.protocols.exchange import at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
-from hasten.protocols.h1_checks import (
+from hasten.protocols.http1.checks import (
     CHECKED_FIELDS,
     absolute_form_authority,
     check_fields,
@@ -37,7 +38,7 @@ from hasten.protocols.h1_checks import (
     known_valid_host,
     split_target,
 )
-from hasten.protocols.h1_cycle import TURN_END_BATCH, RequestCycle, end_turn
+from hasten.protocols.http1.cycle import TURN_END_BATCH, RequestCycle, end_turn
 from hasten.state import ServerState
 from hasten.tls import tls_scope_extension
 
@@ -225,7 +226,7 @@ class H1Connection(asyncio.Protocol):
     def _switched_to_http2(self, exc: httptools.HttpParserError, data: bytes) -> bool:
         """HTTP/2 with prior knowledge (RFC 9113 §3.3): llhttp stops with an error at the
         end of the connection preface; if it opened the connection, HTTP/2 takes over."""
-        handler = self.state.http2_preface_handler
+        handler = self.state.protocols.http2_preface
         if handler is None or not self.fresh:
             # RFC 9113 §3.3: the preface opens the connection; after a request it is a
             # malformed HTTP/1.1 request (400), never a switch.
@@ -237,18 +238,43 @@ class H1Connection(asyncio.Protocol):
         for split in range(len(HTTP2_PREFACE)):
             tail = HTTP2_PREFACE[split:]
             if data.startswith(tail):
-                self.hand_over()
-                handler(self.transport, data[len(tail) :])
+                handler(self, data[len(tail) :])
                 return True
         return False
 
+    # -- switching protocols (the handlers of ServerState.protocols) -------------------------
+
+    def can_switch_protocols(self) -> bool:
+        """Whether the request asking to switch protocols is the connection's only one: no
+        response is owed before it, so the connection may change hands now."""
+        return self.cycle is None and len(self.pipeline) == 1
+
+    def refuse_pipelined_upgrade(self, cycle: RequestCycle, status: int) -> None:
+        """Answer ``cycle``, an upgrade request pipelined behind others, with ``status``
+        after their responses, in order; the bytes after it cannot be HTTP, so the
+        connection then closes."""
+        self.pipeline.remove(cycle)
+        self.body_cycle = None
+        self.reject(status)
+
     def hand_over(self) -> None:
-        """Give the connection up to another protocol, which now owns the transport."""
+        """Stop serving HTTP/1.1: no more requests are read or answered here, and the
+        connection no longer counts as the server's. Whoever called this now owns the
+        transport (to answer the upgrade request and close, or to give it to
+        ``hand_over_to``). Calling it again does nothing more."""
         self.write_held_output()
         self.state.connections.discard(self)
         self.closing = True
         self.pipeline.clear()
         self.body_cycle = None
+
+    def hand_over_to(
+        self, take_over: Callable[[asyncio.BaseTransport, bytes], None], rest: bytes
+    ) -> None:
+        """Give the transport to another protocol: ``take_over(transport, rest)`` makes it
+        the transport's protocol, with ``rest`` the bytes read after the last HTTP/1.1 one."""
+        self.hand_over()
+        take_over(self.transport, rest)
 
     # -- output ---------------------------------------------------------------------------
 
@@ -471,7 +497,7 @@ class H1Connection(asyncio.Protocol):
         cycle = self.pipeline[-1] if self.pipeline else None
         if cycle is None:
             return
-        handler = self.state.upgrade_handlers.get(_upgrade_token(cycle.scope["headers"]))
+        handler = self.state.protocols.upgrades.get(_upgrade_token(cycle.scope["headers"]))
         if handler is not None and handler(self, cycle, rest):
             return
         # No protocol to switch to: RFC 9110 §7.8 lets the server ignore Upgrade and answer

@@ -1,6 +1,6 @@
 """The fields of an HTTP/2 request, checked (RFC 9113 §8.2, §8.3) and sorted in one pass.
 
-h2's own checks of received fields are switched off in ``http2.py``. They run as a chain
+h2's own checks of received fields are switched off in ``connection.py``. They run as a chain
 of generators over every field, which cost about a seventh of a small request's time, and
 they fail a malformed request with a connection error where RFC 9113 §8.1.1 asks for a
 stream error: the other streams on the connection have done nothing wrong. This module does
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from hasten.asgi import HTTPRequestError
-from hasten.protocols.h1_checks import check_host, check_method, check_target_bytes
+from hasten.protocols.http1.checks import check_host, check_method, check_target_bytes
 
 # RFC 9113 §8.2.1: a field name is a lowercase token (no uppercase, controls, SP or colon).
 _is_lowercase_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch

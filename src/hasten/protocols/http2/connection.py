@@ -2,7 +2,7 @@
 
 h2 is the sans-I/O layer: it is fed bytes and returns events, and turns the stream calls
 into bytes to send. This module moves those bytes, starts an app per stream
-(``http2_stream.H2Stream``) and keeps the abuse budgets (``http2_limits``).
+(``stream.H2Stream``) and keeps the abuse budgets (``limits``).
 ``negotiation.py`` decides which connections speak HTTP/2.
 """
 
@@ -27,16 +27,16 @@ from hasten.asgi import decode_path
 from hasten.logs import error_logger
 from hasten.protocols.exchange import at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
-from hasten.protocols.http1 import RequestCycle, connection_origin, server_address
-from hasten.protocols.http2_fields import (
+from hasten.protocols.http1.connection import RequestCycle, connection_origin, server_address
+from hasten.protocols.http2.fields import (
     MalformedRequest,
     RequestFields,
     check_trailer_fields,
     parse_request_fields,
 )
-from hasten.protocols.http2_limits import H2Limits, RateBudget
-from hasten.protocols.http2_stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
-from hasten.protocols.http2_websocket import open_websocket_stream
+from hasten.protocols.http2.limits import H2Limits, RateBudget
+from hasten.protocols.http2.stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
+from hasten.protocols.websocket.over_http2 import open_websocket_stream
 from hasten.state import ServerState
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -115,7 +115,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 # RFC 8441 §3: WebSockets by extended CONNECT, when they are on.
                 h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(
-                    state.websocket_settings is not None
+                    state.protocols.websocket is not None
                 ),
             },
         )
@@ -237,7 +237,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.control_budget.earn(1)
         try:
             fields = parse_request_fields(
-                event.headers or [], extended_connect=self.state.websocket_settings is not None
+                event.headers or [], extended_connect=self.state.protocols.websocket is not None
             )
         except MalformedRequest as exc:
             self._refuse_malformed(stream_id, exc)
@@ -581,9 +581,9 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def take_over_upgrade(
         self,
-        transport: asyncio.BaseTransport,
         cycle: RequestCycle,
         body_length: int,
+        transport: asyncio.BaseTransport,
         rest: bytes,
     ) -> None:
         """Serve an accepted ``Upgrade: h2c`` (RFC 7540 §3.2): the request becomes stream 1,
@@ -632,7 +632,7 @@ def server_configuration() -> h2.config.H2Configuration:
     return h2.config.H2Configuration(
         client_side=False,
         header_encoding=None,
-        # Received fields are checked by http2_fields, sent ones by http2_stream: h2's
+        # Received fields are checked by http2.fields, sent ones by http2.stream: h2's
         # generator chains for both cost ~25% of a small request.
         validate_inbound_headers=False,
         normalize_inbound_headers=False,

@@ -1,5 +1,5 @@
 """WebSockets over HTTP/2 (RFC 8441): an extended CONNECT stream as the channel of a
-:class:`~hasten.protocols.websocket_connection.WebSocketConnection`.
+:class:`~hasten.protocols.websocket.connection.WebSocketConnection`.
 
 A CONNECT request with ``:protocol: websocket`` opens a WebSocket on its own stream: the
 request is the handshake, a 200 response without END_STREAM accepts it (§5), then the
@@ -22,8 +22,8 @@ from websockets.exceptions import InvalidHandshake
 from hasten.asgi import ClientDisconnected, Message, websocket_scope
 from hasten.logs import error_logger, log_access
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_WRITES, FlowControl
-from hasten.protocols.http2_stream import H2Stream
-from hasten.protocols.websocket_connection import (
+from hasten.protocols.http2.stream import H2Stream
+from hasten.protocols.websocket.connection import (
     WebSocketConnection,
     WebSocketSettings,
     frame_protocol,
@@ -33,7 +33,7 @@ from hasten.protocols.websocket_connection import (
 if TYPE_CHECKING:
     from websockets.server import ServerProtocol
 
-    from hasten.protocols.http2 import H2Connection
+    from hasten.protocols.http2.connection import H2Connection
 
 # RFC 6455 §4.4: the version this server speaks, named when a request asks for another.
 _VERSION_REQUIRED: Final = ((b"sec-websocket-version", b"13"),)
@@ -48,8 +48,8 @@ def open_websocket_stream(
 ) -> None:
     """Open a WebSocket on an extended CONNECT stream (RFC 8441 §4), or answer the request
     with ``status`` if that is not 0, or with the error status the request calls for."""
-    settings = conn.state.websocket_settings
-    # http2_fields refuses :protocol unless this server advertised extended CONNECT.
+    settings = conn.state.protocols.websocket
+    # http2.fields refuses :protocol unless this server advertised extended CONNECT.
     assert settings is not None
     extra_fields: tuple[tuple[bytes, bytes], ...] = ()
     frames = frame_protocol(settings)

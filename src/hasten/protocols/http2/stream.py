@@ -28,7 +28,7 @@ from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
 if TYPE_CHECKING:
     import asyncio
 
-    from hasten.protocols.http2 import H2Connection
+    from hasten.protocols.http2.connection import H2Connection
 
 # RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2; the app's are dropped.
 CONNECTION_SPECIFIC_FIELDS: Final = frozenset(
@@ -45,7 +45,7 @@ Headers = list[tuple[bytes, bytes]]
 def _field_value(value: bytes) -> bytes:
     """RFC 9113 §8.2.1: no whitespace at either end of a value (HTTP/1.1 reads it as OWS).
 
-    h2's own normalisation of sent fields is off (see ``http2.py``); names are lowered here.
+    h2's own normalisation of sent fields is off (see ``connection.py``); names are lowered here.
     """
     if value and (value[0] in (32, 9) or value[-1] in (32, 9)):
         return value.strip(b" \t")
@@ -54,7 +54,7 @@ def _field_value(value: bytes) -> bytes:
 
 class StreamHandler(Protocol):
     """What a connection needs of whatever one of its streams carries: a request and its
-    app (``H2Stream``), or a WebSocket (``http2_websocket.H2WebSocketStream``)."""
+    app (``H2Stream``), or a WebSocket (``websocket.over_http2.H2WebSocketStream``)."""
 
     task: asyncio.Task[None] | None
     # Body bytes taken from the stream but not yet given back to the client's window.

@@ -1,5 +1,5 @@
 """WebSockets (RFC 6455) over HTTP/1.1: the opening handshake, and the TCP connection as the
-channel of a :class:`~hasten.protocols.websocket_connection.WebSocketConnection`.
+channel of a :class:`~hasten.protocols.websocket.connection.WebSocketConnection`.
 
 HTTP/1.1 hands a request carrying ``Upgrade: websocket`` to :func:`upgrade_to_websocket`,
 which checks the handshake (400, 426, or plain HTTP for what cannot be one) and gives the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from websockets.exceptions import InvalidHandshake
 from websockets.http11 import Request
@@ -19,8 +19,8 @@ from websockets.http11 import Request
 from hasten.asgi import Message, encode_headers, plain_response, status_line, websocket_scope
 from hasten.logs import error_logger, log_access
 from hasten.protocols.exchange import at_capacity
-from hasten.protocols.flow import PAUSED_FOR_BODY, ReadingFollowsWriting
-from hasten.protocols.websocket_connection import (
+from hasten.protocols.flow import PAUSED_FOR_BODY, FlowControl, ReadingFollowsWriting
+from hasten.protocols.websocket.connection import (
     WebSocketConnection,
     WebSocketSettings,
     frame_protocol,
@@ -31,23 +31,19 @@ from hasten.state import ServerState, UpgradeHandler
 if TYPE_CHECKING:
     from websockets.server import ServerProtocol
 
-    from hasten.protocols.http1 import H1Connection, RequestCycle
+    from hasten.protocols.http1.connection import H1Connection, RequestCycle
 
 # RFC 6455 §4.4: the version a 426 names as the one this server speaks.
 _VERSION_REQUIRED = b"sec-websocket-version: 13\r\n"
 
 
-def upgrade_handler(state: ServerState, settings: WebSocketSettings) -> UpgradeHandler:
+def upgrade_handler(settings: WebSocketSettings) -> UpgradeHandler:
     """The handler HTTP/1.1 calls for ``Upgrade: websocket``."""
-    return functools.partial(upgrade_to_websocket, state, settings)
+    return functools.partial(upgrade_to_websocket, settings)
 
 
 def upgrade_to_websocket(
-    state: ServerState,
-    settings: WebSocketSettings,
-    conn: H1Connection,
-    cycle: RequestCycle,
-    rest: bytes,
+    settings: WebSocketSettings, conn: H1Connection, cycle: RequestCycle, rest: bytes
 ) -> bool:
     """Take over a connection whose request asks for a WebSocket (RFC 6455 §4.2.1).
 
@@ -55,6 +51,7 @@ def upgrade_to_websocket(
     plain HTTP (RFC 9110 §7.8 lets a server ignore Upgrade); True once the connection is
     answered here: refused with 400/426/503, or handed to the app.
     """
+    state = conn.state
     scope = cycle.scope
     if scope["method"] != "GET" or scope["http_version"] != "1.1":
         # RFC 6455 §4.1: the handshake is a GET over HTTP/1.1 or later; RFC 9110 §7.8:
@@ -62,22 +59,21 @@ def upgrade_to_websocket(
         return False
     if state.access_log:
         cycle.start_time = perf_counter()
-    if conn.cycle is not None or len(conn.pipeline) != 1:
-        # Pipelined behind requests still being answered: refuse it after them, in order
-        # (the bytes after it cannot be HTTP, so the connection closes).
-        conn.pipeline.remove(cycle)
-        conn.body_cycle = None
-        conn.reject(400)
+    if not conn.can_switch_protocols():
+        # Pipelined behind requests still being answered: refuse it after them, in order.
+        conn.refuse_pipelined_upgrade(cycle, 400)
         return True
     versions = [value for name, value in scope["headers"] if name == b"sec-websocket-version"]
     if versions != [b"13"]:
         # RFC 6455 §4.2.2 item 4: 426 naming the version this server speaks.
         error_logger.debug("WebSocket handshake with version %r refused.", versions)
         conn.hand_over()
-        conn.transport.write(plain_response(426, extra_headers=_VERSION_REQUIRED))
+        conn.write(plain_response(426, extra_headers=_VERSION_REQUIRED))
         conn.close_transport()
         return True
     protocol = frame_protocol(settings)
+    # The connection stops counting as an HTTP/1.1 one before the capacity check below;
+    # whatever happens next, this request is its last.
     conn.hand_over()
     try:
         # Checks Connection, Upgrade and Sec-WebSocket-Key (RFC 6455 §4.2.1) and
@@ -99,7 +95,8 @@ def upgrade_to_websocket(
     ]
     if extensions_header is not None:
         handshake.append((b"sec-websocket-extensions", extensions_header.encode("ascii")))
-    H1WebSocket(state, settings, conn, cycle, protocol, handshake).take_over(rest)
+    channel = H1WebSocket(state, settings, conn.flow, cycle, protocol, handshake)
+    conn.hand_over_to(channel.take_over, rest)
     return True
 
 
@@ -116,23 +113,24 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         self,
         state: ServerState,
         settings: WebSocketSettings,
-        conn: H1Connection,
+        flow: FlowControl,
         cycle: RequestCycle,
         protocol: ServerProtocol,
         handshake_headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.state = state
         self.cycle = cycle
-        self.transport = conn.transport
-        # The HTTP cycle writes the denial response through the same flow control.
-        self.flow = conn.flow
+        # The HTTP/1.1 connection's: the HTTP cycle writes the denial response through it.
+        self.flow = flow
         self.websocket = WebSocketConnection(
             state, settings, self, websocket_scope(cycle.scope), protocol, handshake_headers
         )
 
-    def take_over(self, rest: bytes) -> None:
+    def take_over(self, transport: asyncio.BaseTransport, rest: bytes) -> None:
         """Become the transport's protocol and start the app."""
-        self.transport.set_protocol(self)
+        # uvloop's transports don't subclass asyncio.Transport, so no isinstance() here.
+        self.transport = cast(asyncio.Transport, transport)
+        transport.set_protocol(self)
         self.state.connections.add(self)
         if rest:
             self.data_received(rest)

@@ -8,8 +8,8 @@ permessage-deflate, size limits) and this module moves messages between it and t
 with backpressure both ways.
 
 What carries the WebSocket is a :class:`WebSocketChannel`: a TCP connection taken over
-from HTTP/1.1 (``websocket.py``, RFC 6455) or an HTTP/2 stream opened by an extended
-CONNECT (``http2_websocket.py``, RFC 8441). This module never touches either directly.
+from HTTP/1.1 (``handshake.py``, RFC 6455) or an HTTP/2 stream opened by an extended
+CONNECT (``over_http2.py``, RFC 8441). This module never touches either directly.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ back until the first body message so that a small response leaves in one
 ``transport.write``, and the framing (Content-Length, chunked, or close-delimited for
 HTTP/1.0) is decided then. A response complete in that one write waits for the end of the
 loop turn (``end_turn``) and leaves with the others finished in the turn. ``H1Connection``
-in ``http1.py`` owns the parser and the order in which cycles run.
+in ``connection.py`` owns the parser and the order in which cycles run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
 from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
 
 if TYPE_CHECKING:
-    from hasten.protocols.http1 import H1Connection
+    from hasten.protocols.http1.connection import H1Connection
 
 CONTINUE_RESPONSE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _LAST_CHUNK: Final = b"0\r\n\r\n"
