@@ -102,7 +102,17 @@ def check_targets(results: Results) -> list[Check]:
         checks.append(_verdict(name, streamed.rss_growth_kb <= STREAM_FLAT_KB, detail))
     else:
         checks.append(Check("SKIP", name, "not measured"))
-    checks.append(_rate_check(results, "ws", "uvicorn", 1.3))
+    # Issue 18's WebSocket targets.
+    checks.append(_rate_check(results, "ws", "uvicorn", 1.5))
+    checks.append(_rate_check(results, "ws64k", "uvicorn", 1.3))
+    checks.append(_rate_check(results, "wsdeflate", "uvicorn", 1.3))
+    ours, theirs = _ran(results, "wsbroadcast", "hasten"), _ran(results, "wsbroadcast", "uvicorn")
+    name = "idle WebSocket memory per connection lower than uvicorn"
+    if ours and theirs and ours.per_conn_bytes is not None and theirs.per_conn_bytes is not None:
+        detail = f"{ours.per_conn_bytes / 1024:.2f} KB vs {theirs.per_conn_bytes / 1024:.2f} KB"
+        checks.append(_verdict(name, ours.per_conn_bytes < theirs.per_conn_bytes, detail))
+    else:
+        checks.append(Check("SKIP", name, "not measured for both"))
     h2 = _ran(results, "h2", "hasten")
     if h2 is None:
         skipped = results.get("h2", {}).get("hasten")
@@ -139,15 +149,15 @@ def _cell(value: float | None, fmt: str) -> str:
 def results_table(results: Results, units: Mapping[str, str]) -> list[str]:
     """Markdown rows: one per scenario and server."""
     rows = [
-        "| scenario | server | rate | p50 ms | p99 ms | peak RSS MiB | errors | vs uvicorn "
-        "| vs granian |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | server | rate | p50 ms | p99 ms | peak RSS MiB | errors | client CPU "
+        "| vs uvicorn | vs granian |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for scenario, by_server in results.items():
         uvicorn, granian = by_server.get("uvicorn"), by_server.get("granian")
         for server, sample in by_server.items():
             if sample.skipped:
-                rows.append(f"| {scenario} | {server} | skipped: {sample.skipped} |||||||")
+                rows.append(f"| {scenario} | {server} | skipped: {sample.skipped} ||||||||")
                 continue
             if scenario == "idle":
                 rate = _cell(
@@ -159,12 +169,15 @@ def results_table(results: Results, units: Mapping[str, str]) -> list[str]:
                 vs_g = ratio(sample.per_conn_bytes, granian.per_conn_bytes if granian else None)
             else:
                 rate = f"{_cell(sample.rate, ',.0f')} {units.get(scenario, 'req/s')}"
+                if sample.per_conn_bytes is not None:
+                    rate += f" ({sample.per_conn_bytes / 1024:.2f} KB/conn idle)"
                 vs_u = ratio(sample.rate, uvicorn.rate if uvicorn else None)
                 vs_g = ratio(sample.rate, granian.rate if granian else None)
             rss = None if sample.rss_kb is None else sample.rss_kb / 1024
             rows.append(
                 f"| {scenario} | {server} | {rate} | {_cell(sample.p50_ms, '.2f')} "
                 f"| {_cell(sample.p99_ms, '.2f')} | {_cell(rss, '.1f')} | {sample.errors} "
+                f"| {_cell(sample.client_cpu, '.0%')} "
                 f"| {_fmt_ratio(vs_u) if server == 'hasten' else ''} "
                 f"| {_fmt_ratio(vs_g) if server == 'hasten' else ''} |"
             )
