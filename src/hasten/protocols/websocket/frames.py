@@ -280,8 +280,8 @@ class FrameReader:
                 payload = deflate.inflate(payload, fin, self.max_size - self.inflated_size)
             except ValueError as exc:
                 raise self._fail(MESSAGE_TOO_BIG, str(exc)) from None
-            except zlib.error as exc:
-                raise self._fail(INVALID_DATA, f"invalid compressed data: {exc}") from None
+            except zlib.error:
+                raise self._fail(INVALID_DATA, "invalid compressed data") from None
             self.inflated_size += len(payload)
         decoder = self.decoder
         if decoder is None:
