@@ -63,6 +63,16 @@ def _rate_check(results: Results, scenario: str, peer: str, target: float, name:
     return _verdict(name, value >= target, f"measured {value:.2f}x")
 
 
+def _lower_check(results: Results, scenario: str, field: str, name: str, unit: str) -> Check:
+    """PASS if hasten's ``field`` is below uvicorn's in ``scenario``."""
+    ours, theirs = _ran(results, scenario, "hasten"), _ran(results, scenario, "uvicorn")
+    mine = getattr(ours, field) if ours else None
+    peer = getattr(theirs, field) if theirs else None
+    if mine is None or peer is None:
+        return Check("SKIP", name, f"no {field} for both")
+    return _verdict(name, mine < peer, f"{unit.format(mine)} vs {unit.format(peer)}")
+
+
 def check_targets(results: Results) -> list[Check]:
     """The targets of issues 3 and 6, evaluated on one run's medians."""
     checks = [
@@ -72,13 +82,9 @@ def check_targets(results: Results) -> list[Check]:
         _rate_check(results, "post4k", "uvicorn", 1.4),
         _rate_check(results, "c1000", "uvicorn", 2.0),
     ]
-    ours, theirs = _ran(results, "c1000", "hasten"), _ran(results, "c1000", "uvicorn")
-    name = "c1000 p99 lower than uvicorn"
-    if ours and theirs and ours.p99_ms is not None and theirs.p99_ms is not None:
-        detail = f"{ours.p99_ms:.2f} ms vs {theirs.p99_ms:.2f} ms"
-        checks.append(_verdict(name, ours.p99_ms < theirs.p99_ms, detail))
-    else:
-        checks.append(Check("SKIP", name, "no latency for both"))
+    checks.append(
+        _lower_check(results, "c1000", "p99_ms", "c1000 p99 lower than uvicorn", "{:.2f} ms")
+    )
     idle = _ran(results, "idle", "hasten")
     name = "idle <= 3 KB per connection"
     if idle and idle.per_conn_bytes is not None:
@@ -106,13 +112,8 @@ def check_targets(results: Results) -> list[Check]:
     checks.append(_rate_check(results, "ws", "uvicorn", 1.5))
     checks.append(_rate_check(results, "ws64k", "uvicorn", 1.3))
     checks.append(_rate_check(results, "wsdeflate", "uvicorn", 1.3))
-    ours, theirs = _ran(results, "wsbroadcast", "hasten"), _ran(results, "wsbroadcast", "uvicorn")
     name = "idle WebSocket memory per connection lower than uvicorn"
-    if ours and theirs and ours.per_conn_bytes is not None and theirs.per_conn_bytes is not None:
-        detail = f"{ours.per_conn_bytes / 1024:.2f} KB vs {theirs.per_conn_bytes / 1024:.2f} KB"
-        checks.append(_verdict(name, ours.per_conn_bytes < theirs.per_conn_bytes, detail))
-    else:
-        checks.append(Check("SKIP", name, "not measured for both"))
+    checks.append(_lower_check(results, "wsbroadcast", "per_conn_bytes", name, "{:.0f} B"))
     h2 = _ran(results, "h2", "hasten")
     if h2 is None:
         skipped = results.get("h2", {}).get("hasten")
