@@ -1,4 +1,4 @@
-"""One accepted-or-pending WebSocket: ASGI messages to and from websockets' frames.
+"""One accepted-or-pending WebSocket: ASGI messages to and from frames.
 
 The app runs with a websocket scope. Until it accepts, the request's HTTP side remains the
 way to answer over HTTP: 403 for a close before accept, 500 for a failure, or the app's own
