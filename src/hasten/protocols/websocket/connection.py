@@ -298,7 +298,8 @@ class WebSocketConnection:
     def _read_unread(self) -> None:
         """The app made room in the queue: parse what was held, then read the channel again
         if that left room."""
-        self._read_frames()
+        if self.reader.buffered:
+            self._read_frames()
         if not self._queue_full():
             self.channel.resume_reading()
 
