@@ -136,13 +136,14 @@ async def run_h2(requests: int) -> None:
     import h2.config  # noqa: PLC0415
     import h2.connection  # noqa: PLC0415
 
+    from hasten.config import settings_view  # noqa: PLC0415
     from hasten.protocols.http2.connection import H2Connection  # noqa: PLC0415
     from hasten.protocols.http2.limits import H2Limits  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     transport = FakeTransport(loop)
     state, config = _state(loop, http="h2")
-    conn = H2Connection(state, H2Limits.from_config(config))
+    conn = H2Connection(state, settings_view(H2Limits, config))
     client = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding=None)
     )

@@ -203,7 +203,7 @@ class H1Connection(asyncio.Protocol):
             self._upgrade_requested(data[upgrade.args[0] :])
         except httptools.HttpParserError as exc:
             self._parse_failed(exc, data)
-        if self.reading_head and self.head_bytes > self.limits.max_head_size:
+        if self.reading_head and self.head_bytes > self.limits.limit_request_headers_size:
             # httptools buffers an unfinished field whole: bound the head before it is parsed.
             error_logger.debug("Refused request: head or trailer section larger than its limit")
             self.reject(431)
@@ -344,7 +344,7 @@ class H1Connection(asyncio.Protocol):
             self.head_size = 0
             self.headers = []
         self.url = url
-        if len(url) > self.limits.max_request_line:
+        if len(url) > self.limits.limit_request_line:
             # RFC 9112 §3: a target longer than the server parses gets 414.
             raise HTTPRequestError(414, "request target too long")
 
@@ -365,9 +365,9 @@ class H1Connection(asyncio.Protocol):
         self.head_size += field_size
         limits = self.limits
         if (
-            len(headers) > limits.max_fields
-            or field_size > limits.max_field_size
-            or self.head_size > limits.max_head_size
+            len(headers) > limits.limit_request_fields
+            or field_size > limits.limit_request_field_size
+            or self.head_size > limits.limit_request_headers_size
         ):
             raise field_limit_error(len(headers), field_size, limits)
 
@@ -377,9 +377,9 @@ class H1Connection(asyncio.Protocol):
         self.head_size += field_size
         limits = self.limits
         if (
-            self.trailer_fields > limits.max_fields
-            or field_size > limits.max_field_size
-            or self.head_size > limits.max_head_size
+            self.trailer_fields > limits.limit_request_fields
+            or field_size > limits.limit_request_field_size
+            or self.head_size > limits.limit_request_headers_size
         ):
             raise field_limit_error(self.trailer_fields, field_size, limits)
 
@@ -441,7 +441,7 @@ class H1Connection(asyncio.Protocol):
         if expects_continue:
             # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
             cycle.expect_continue = http_version == "1.1"
-        if len(self.pipeline) >= self.limits.max_pipelined:
+        if len(self.pipeline) >= self.limits.limit_pipelined_requests:
             # Each queued request holds its scope: bound what a pipelining client can make
             # the server buffer ahead of the app.
             raise HTTPRequestError(429, "too many pipelined requests")

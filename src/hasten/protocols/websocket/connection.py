@@ -31,7 +31,6 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from hasten.asgi import ClientDisconnected, Message, Scope, check_response_header
-from hasten.config import Config
 from hasten.logs import error_logger
 from hasten.protocols.flow import READ_HIGH_WATER
 from hasten.state import ServerState
@@ -58,27 +57,16 @@ _CLOSED = 3
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
-    """The ``ws_*`` settings, read once per server."""
+    """The ``ws_*`` settings, read once per server (``settings_view(WebSocketSettings,
+    config)``)."""
 
-    max_size: int
-    max_queue: int
-    max_queue_bytes: int
-    max_fragments: int
-    ping_interval: float | None
-    ping_timeout: float | None
-    per_message_deflate: bool
-
-    @classmethod
-    def from_config(cls, config: Config) -> WebSocketSettings:
-        return cls(
-            max_size=config.ws_max_size,
-            max_queue=config.ws_max_queue,
-            max_queue_bytes=config.ws_max_queue_bytes,
-            max_fragments=config.ws_max_fragments,
-            ping_interval=config.ws_ping_interval,
-            ping_timeout=config.ws_ping_timeout,
-            per_message_deflate=config.ws_per_message_deflate,
-        )
+    ws_max_size: int
+    ws_max_queue: int
+    ws_max_queue_bytes: int
+    ws_max_fragments: int
+    ws_ping_interval: float | None
+    ws_ping_timeout: float | None
+    ws_per_message_deflate: bool
 
 
 class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
@@ -106,9 +94,9 @@ class _ServerProtocol(ServerProtocol):
 def frame_protocol(settings: WebSocketSettings) -> ServerProtocol:
     """websockets' sans-I/O server side, already open: the handshake is the caller's."""
     return _ServerProtocol(
-        extensions=_DEFLATE if settings.per_message_deflate else None,
+        extensions=_DEFLATE if settings.ws_per_message_deflate else None,
         state=OPEN,
-        max_size=settings.max_size,
+        max_size=settings.ws_max_size,
         logger=_protocol_logger,
     )
 
@@ -262,8 +250,8 @@ class WebSocketConnection:
 
     def _queue_full(self) -> bool:
         return self.disconnect is None and (
-            self.queued_bytes >= self.settings.max_queue_bytes
-            or len(self.incoming) >= self.settings.max_queue
+            self.queued_bytes >= self.settings.ws_max_queue_bytes
+            or len(self.incoming) >= self.settings.ws_max_queue
         )
 
     def _parse(self, data: bytes) -> None:
@@ -275,7 +263,7 @@ class WebSocketConnection:
                 self.unread += data
                 self.channel.pause_reading()
                 return
-            room = self.settings.max_queue_bytes - self.queued_bytes
+            room = self.settings.ws_max_queue_bytes - self.queued_bytes
             if protocol.extensions:
                 # permessage-deflate: a few bytes can become a whole message.
                 room = max(room // _DEFLATE_MAX_RATIO, _MIN_COMPRESSED_SLICE)
@@ -372,7 +360,7 @@ class WebSocketConnection:
             else:
                 text = "".join(parts)
                 self._queue({"type": "websocket.receive", "text": text}, len(text))
-        elif len(parts) >= self.settings.max_fragments:
+        elif len(parts) >= self.settings.ws_max_fragments:
             # RFC 6455 §5.4 puts no limit on fragments, but each is kept until the message
             # ends, and empty ones add nothing to websockets' size count: past the limit the
             # message is "too big to process" (§7.4.1's 1009).
@@ -411,7 +399,7 @@ class WebSocketConnection:
                 # over HTTP/2, END_STREAM stands for that close.
                 channel.end()
         if self.close_timer is None and self.protocol.close_expected():
-            timeout = self.settings.ping_timeout
+            timeout = self.settings.ws_ping_timeout
             if timeout is not None:
                 # The peer must answer our close frame, and take what is left to send,
                 # in time (RFC 6455 §7.1.1); a closing channel may still wait on it.
@@ -419,14 +407,14 @@ class WebSocketConnection:
 
     def _send_ping(self) -> None:
         """Keepalive: ping, and give up on a peer that doesn't pong in time."""
-        interval = self.settings.ping_interval
+        interval = self.settings.ws_ping_interval
         assert interval is not None
         self.ping_timer = self.state.loop.call_later(interval, self._send_ping)
         if self.protocol.state is not OPEN or self.pong_timer is not None:
             return
         self.protocol.send_ping(os.urandom(_PING_PAYLOAD_SIZE))
         self._flush()
-        timeout = self.settings.ping_timeout
+        timeout = self.settings.ws_ping_timeout
         if timeout is not None:
             self.pong_timer = self.state.loop.call_later(timeout, self._ping_timed_out)
 
@@ -601,9 +589,9 @@ class WebSocketConnection:
             headers.append((name, value))
         self.channel.accept(headers)
         self.phase = _OPEN
-        if self.settings.ping_interval is not None:
+        if self.settings.ws_ping_interval is not None:
             self.ping_timer = self.state.loop.call_later(
-                self.settings.ping_interval, self._send_ping
+                self.settings.ws_ping_interval, self._send_ping
             )
         # The early bytes are read before anything that arrives after them.
         early, self.early_bytes = bytes(self.early_bytes), bytearray()
