@@ -12,6 +12,10 @@ difference of the two instruction totals over the difference of the counts is th
 one request, without the start-up. Run it on the compiled build (the wheel, installed into a
 venv): ``/path/to/venv/bin/python -m bench.instructions``; it says which build it measured.
 Single-threaded, with hash randomisation off: repeatable to within ~0.1%, unlike a load test.
+
+``--idle`` reports the other cost of the hot path's data layout: the Python heap each idle
+HTTP/1.1 keep-alive connection holds after one request (tracemalloc over many connections;
+the fake transports' share is included and the same for every build).
 """
 
 from __future__ import annotations
@@ -171,6 +175,32 @@ async def run_h2(requests: int) -> None:
 
 
 SCENARIOS = {"h1": run_h1, "h2": run_h2}
+IDLE_CONNECTIONS = 2000
+
+
+async def idle_bytes_per_connection() -> float:
+    """Python heap held per idle HTTP/1.1 keep-alive connection after one request."""
+    import tracemalloc  # noqa: PLC0415
+
+    from hasten.protocols.http1.connection import H1Connection  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    state = _state(loop)[0]
+    await run_h1(100)  # caches and lazily made objects, filled before the measurement
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    held = []
+    for _ in range(IDLE_CONNECTIONS):
+        transport = FakeTransport(loop)
+        conn = H1Connection(state)
+        conn.connection_made(transport)
+        conn.data_received(REQUEST)
+        await transport.next_output()
+        held.append(conn)
+    await asyncio.sleep(0)  # the last turn's end
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / len(held)
 
 
 def build() -> str:
@@ -215,11 +245,18 @@ def main() -> None:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--short", type=int, default=640, help="requests in the short run")
     parser.add_argument("--long", type=int, default=3200, help="requests in the long run")
+    parser.add_argument(
+        "--idle", action="store_true", help="only the heap per idle keep-alive connection"
+    )
     args = parser.parse_args()
     if args.run:
         asyncio.run(SCENARIOS[args.run](args.requests))
         return
     print(f"build: {build()} ({sys.executable})")
+    if args.idle:
+        per_connection = asyncio.run(idle_bytes_per_connection())
+        print(f"h1 idle: {per_connection:,.0f} bytes of Python heap per keep-alive connection")
+        return
     for scenario in args.scenario or sorted(SCENARIOS):
         short = count(scenario, args.short)
         long = count(scenario, args.long)
