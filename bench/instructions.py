@@ -14,6 +14,10 @@ difference of the two instruction totals over the difference of the counts is th
 one request, without the start-up. Run it on the compiled build (the wheel, installed into a
 venv): ``/path/to/venv/bin/python -m bench.instructions``; it says which build it measured.
 Single-threaded, with hash randomisation off: repeatable to within ~0.1%, unlike a load test.
+
+``--idle`` reports the other cost of the hot path's data layout: the Python heap each idle
+HTTP/1.1 keep-alive connection holds after one request (tracemalloc over many connections;
+the fake transports' share is included and the same for every build).
 """
 
 from __future__ import annotations
@@ -157,13 +161,14 @@ async def run_h2(requests: int) -> None:
     import h2.config  # noqa: PLC0415
     import h2.connection  # noqa: PLC0415
 
+    from hasten.config import settings_view  # noqa: PLC0415
     from hasten.protocols.http2.connection import H2Connection  # noqa: PLC0415
     from hasten.protocols.http2.limits import H2Limits  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     transport = FakeTransport(loop)
     state, config = _state(loop, http="h2")
-    conn = H2Connection(state, H2Limits.from_config(config))
+    conn = H2Connection(state, settings_view(H2Limits, config))
     client = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding=None)
     )
@@ -211,6 +216,32 @@ async def run_ws(requests: int) -> None:
 
 
 SCENARIOS = {"h1": run_h1, "h2": run_h2, "ws": run_ws}
+IDLE_CONNECTIONS = 2000
+
+
+async def idle_bytes_per_connection() -> float:
+    """Python heap held per idle HTTP/1.1 keep-alive connection after one request."""
+    import tracemalloc  # noqa: PLC0415
+
+    from hasten.protocols.http1.connection import H1Connection  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    state = _state(loop)[0]
+    await run_h1(100)  # caches and lazily made objects, filled before the measurement
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    held = []
+    for _ in range(IDLE_CONNECTIONS):
+        transport = FakeTransport(loop)
+        conn = H1Connection(state)
+        conn.connection_made(transport)
+        conn.data_received(REQUEST)
+        await transport.next_output()
+        held.append(conn)
+    await asyncio.sleep(0)  # the last turn's end
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / len(held)
 
 
 def build() -> str:
@@ -255,11 +286,18 @@ def main() -> None:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), action="append")
     parser.add_argument("--short", type=int, default=640, help="requests in the short run")
     parser.add_argument("--long", type=int, default=3200, help="requests in the long run")
+    parser.add_argument(
+        "--idle", action="store_true", help="only the heap per idle keep-alive connection"
+    )
     args = parser.parse_args()
     if args.run:
         asyncio.run(SCENARIOS[args.run](args.requests))
         return
     print(f"build: {build()} ({sys.executable})")
+    if args.idle:
+        per_connection = asyncio.run(idle_bytes_per_connection())
+        print(f"h1 idle: {per_connection:,.0f} bytes of Python heap per keep-alive connection")
+        return
     for scenario in args.scenario or sorted(SCENARIOS):
         short = count(scenario, args.short)
         long = count(scenario, args.long)

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from hasten import Config
 from hasten.cli import main
-from hasten.config import LOG_LEVELS, LogLevel, setting_specs
+from hasten.config import LOG_LEVELS, LogLevel, setting_specs, settings_view
 from hasten.protocols.http2.limits import H2Limits
 from hasten.settings import SettingSpec, SettingValueError
 from hasten.sources import SettingsError, resolve_settings
@@ -140,6 +140,6 @@ def test_checks_beyond_bounds_also_name_the_setting_and_its_source(
 
 def test_h2_limits_take_every_default_from_config() -> None:
     assert all(field.default is dataclasses.MISSING for field in dataclasses.fields(H2Limits))
-    limits = H2Limits.from_config(Config(app="m:a"))
-    assert limits.max_concurrent_streams == setting_specs()["h2_max_concurrent_streams"].default
+    limits = settings_view(H2Limits, Config(app="m:a"))
+    assert limits.h2_max_concurrent_streams == setting_specs()["h2_max_concurrent_streams"].default
     assert limits.limit_request_body is None

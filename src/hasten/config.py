@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from hasten.asgi import ASGIApplication, check_response_header
 from hasten.binds import (
@@ -30,12 +30,17 @@ from hasten.proxy_protocol import V2_MAX_LENGTH, V2_MIN_LIMIT
 from hasten.settings import SettingSpec, SettingValueError, setting, spec_for
 from hasten.static import check_static_settings
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 LifespanMode = Literal["auto", "on", "off"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
 HTTPMode = Literal["auto", "h1", "h2"]
 WebSocketMode = Literal["auto", "none", "websockets"]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 LogFormat = Literal["text", "json"]
+
+View = TypeVar("View", bound="DataclassInstance")
 
 LOG_LEVELS: dict[str, int] = {
     "critical": 50,
@@ -583,3 +588,12 @@ def setting_specs() -> dict[str, SettingSpec]:
     """Every setting by name, in the order ``Config`` declares them."""
     hints = typing.get_type_hints(Config)
     return {item.name: spec_for(item, hints[item.name]) for item in dataclasses.fields(Config)}
+
+
+def settings_view(view: type[View], config: Config) -> View:
+    """``view`` (a dataclass whose fields are named after settings) filled from ``config``.
+
+    A protocol reads the settings it needs once per server into such a view; the view's
+    fields keep the settings' own names, so a limit is called the same everywhere.
+    """
+    return view(**{item.name: getattr(config, item.name) for item in dataclasses.fields(view)})

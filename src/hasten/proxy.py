@@ -24,6 +24,7 @@ from typing import Final
 
 from hasten.forwarded import parse_forwarded, parse_node
 from hasten.logs import error_logger
+from hasten.protocols.http1.checks import is_valid_host
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -234,7 +235,4 @@ def _with_host(headers: list[tuple[bytes, bytes]], host: bytes) -> list[tuple[by
 
 
 def _is_valid_host(value: bytes) -> bool:
-    # Imported here: http1.checks imports config, which imports this module.
-    from hasten.protocols.http1.checks import is_valid_host  # noqa: PLC0415
-
     return bool(value) and is_valid_host(value)

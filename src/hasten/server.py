@@ -118,9 +118,8 @@ class Server:
         state.lifespan_state = lifespan.state
         if config.gc_threshold:
             # With many connections open, each request's few dicts, lists and tasks trip
-            # Python's default threshold (700) every handful of requests, and every run
-            # walks the objects of all the requests in flight: at 1000 connections that
-            # was ~12% of the server's time (perf). Request objects die by reference
+            # Python's default threshold every handful of requests, and every run walks the
+            # objects of all the requests in flight. Request objects die by reference
             # counting; the collector is only for cycles, which can wait a little longer.
             gc.set_threshold(config.gc_threshold)
         try:

@@ -11,7 +11,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hasten.asgi import ASGIApplication, encode_headers
-from hasten.config import Config
+from hasten.config import Config, settings_view
 from hasten.logs import access_logger
 from hasten.protocols.http1.checks import RequestLimits
 from hasten.proxy import TrustedProxies
@@ -120,7 +120,7 @@ class ServerState:
         self.access_log = config.access_log and access_logger.isEnabledFor(20)
         self.timeout_keep_alive = config.timeout_keep_alive
         self.limit_concurrency = config.limit_concurrency
-        self.request_limits = RequestLimits.from_config(config)
+        self.request_limits = settings_view(RequestLimits, config)
         self.limit_write_buffer = config.limit_write_buffer
         self.limit_body_drain = config.limit_body_drain
         self.timeout_request_header = config.timeout_request_header

@@ -6,6 +6,7 @@ import pytest
 
 from hasten import Config
 from hasten.asgi import HTTPRequestError
+from hasten.config import settings_view
 from hasten.protocols.http1.checks import (
     RequestLimits,
     absolute_form_authority,
@@ -18,12 +19,12 @@ from hasten.protocols.http1.checks import (
 )
 
 LIMITS = RequestLimits(
-    max_request_line=100,
-    max_fields=10,
-    max_field_size=50,
-    max_head_size=200,
+    limit_request_line=100,
+    limit_request_fields=10,
+    limit_request_field_size=50,
+    limit_request_headers_size=200,
     limit_request_body=1000,
-    max_pipelined=4,
+    limit_pipelined_requests=4,
 )
 
 
@@ -149,8 +150,10 @@ def test_field_limit_error_names_the_limit_passed() -> None:
 
 def test_limits_come_from_the_settings() -> None:
     config = Config(app="m:a", limit_request_line=10, limit_request_body=5)
-    limits = RequestLimits.from_config(config)
-    assert (limits.max_request_line, limits.limit_request_body, limits.max_fields) == (10, 5, 100)
+    limits = settings_view(RequestLimits, config)
+    assert limits.limit_request_line == 10
+    assert limits.limit_request_body == 5
+    assert limits.limit_request_fields == 100
 
 
 @pytest.mark.parametrize(

@@ -199,7 +199,8 @@ def test_held_output_waits_for_the_end_of_the_turn(state: ServerState) -> None:
     end_turn(state.turn_end)
     assert transport.writes == [b"onetwo"]
     assert state.turn_end == []
-    assert conn.held_output is None
+    assert conn.held_output == b""
+    assert not conn.awaits_turn_end
 
 
 def test_a_direct_write_sends_what_is_held_first(state: ServerState) -> None:

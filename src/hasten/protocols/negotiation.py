@@ -10,7 +10,7 @@ import functools
 import ssl
 from collections.abc import Callable
 
-from hasten.config import Config
+from hasten.config import Config, settings_view
 from hasten.logs import error_logger
 from hasten.protocols.http1.connection import H1Connection, RequestCycle
 from hasten.protocols.http2.connection import H2Connection
@@ -28,11 +28,11 @@ def protocols_for(config: Config) -> Protocols:
     http2_preface: PrefaceHandler | None = None
     websocket: WebSocketSettings | None = None
     if config.http == "auto":
-        limits = H2Limits.from_config(config)
+        limits = settings_view(H2Limits, config)
         http2_preface = functools.partial(_switch_to_prior_knowledge, limits)
         upgrades[b"h2c"] = functools.partial(_upgrade_to_h2c, limits)
     if config.ws != "none":
-        websocket = WebSocketSettings.from_config(config)
+        websocket = settings_view(WebSocketSettings, config)
         upgrades[b"websocket"] = websocket_upgrade_handler(websocket)
     return Protocols(http2_preface=http2_preface, upgrades=upgrades, websocket=websocket)
 
@@ -45,7 +45,7 @@ def connection_factory(
     ``auto`` serves HTTP/1.1 and HTTP/2 on the same port: ALPN on TLS, prior knowledge
     and ``Upgrade: h2c`` on cleartext (``state.protocols``, from :func:`protocols_for`).
     """
-    limits = H2Limits.from_config(config)
+    limits = settings_view(H2Limits, config)
     if ssl_context is not None:
         choose = functools.partial(_protocol_for_alpn, state, limits, config.http)
         return functools.partial(ALPNDispatch, choose)
@@ -98,7 +98,7 @@ def _upgrade_to_h2c(limits: H2Limits, conn: H1Connection, cycle: RequestCycle, r
             body_length = int(value)
     # The body arrives in HTTP/1.1 framing, outside HTTP/2 flow control: only a body
     # that fits in one stream window is taken along.
-    if body_length > limits.initial_window_size:
+    if body_length > limits.h2_initial_window_size:
         return False
     upgraded = H2Connection(conn.state, limits)
     try:

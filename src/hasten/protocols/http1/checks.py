@@ -17,7 +17,6 @@ from typing import Any, Final
 import httptools
 
 from hasten.asgi import HTTPRequestError, decode_path
-from hasten.config import Config
 
 # RFC 9110 §7.2 / RFC 3986 §3.2.2: Host = uri-host [ ":" port ]; uri-host is an IP-literal
 # in brackets or a reg-name (unreserved, pct-encoded, sub-delims). No userinfo, no path,
@@ -50,34 +49,26 @@ _KNOWN_TARGET_MAX_LENGTH: Final = 256
 
 @dataclass(frozen=True, slots=True)
 class RequestLimits:
-    """The sizes an HTTP/1.1 request may reach, read from the settings once per server."""
+    """The sizes an HTTP/1.1 request may reach: those settings, read once per server
+    (``settings_view(RequestLimits, config)``)."""
 
-    max_request_line: int
-    max_fields: int
-    max_field_size: int
-    max_head_size: int
+    limit_request_line: int
+    limit_request_fields: int
+    limit_request_field_size: int
+    limit_request_headers_size: int
     limit_request_body: int | None
-    max_pipelined: int
-
-    @classmethod
-    def from_config(cls, config: Config) -> RequestLimits:
-        return cls(
-            max_request_line=config.limit_request_line,
-            max_fields=config.limit_request_fields,
-            max_field_size=config.limit_request_field_size,
-            max_head_size=config.limit_request_headers_size,
-            limit_request_body=config.limit_request_body,
-            max_pipelined=config.limit_pipelined_requests,
-        )
+    limit_pipelined_requests: int
 
 
 def field_limit_error(count: int, field_size: int, limits: RequestLimits) -> HTTPRequestError:
     """RFC 9110 §5.4 and RFC 6585 §5: the 431 for a head past one of its limits."""
-    if count > limits.max_fields:
-        return HTTPRequestError(431, f"more than {limits.max_fields} header fields")
-    if field_size > limits.max_field_size:
-        return HTTPRequestError(431, f"a header field is larger than {limits.max_field_size} bytes")
-    return HTTPRequestError(431, f"request head larger than {limits.max_head_size} bytes")
+    if count > limits.limit_request_fields:
+        return HTTPRequestError(431, f"more than {limits.limit_request_fields} header fields")
+    if field_size > limits.limit_request_field_size:
+        size = limits.limit_request_field_size
+        return HTTPRequestError(431, f"a header field is larger than {size} bytes")
+    size = limits.limit_request_headers_size
+    return HTTPRequestError(431, f"request head larger than {size} bytes")
 
 
 def split_target(method: bytes, target: bytes) -> tuple[bytes, bytes, str]:

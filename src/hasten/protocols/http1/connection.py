@@ -48,10 +48,6 @@ __all__ = ["HTTP2_PREFACE", "H1Connection", "RequestCycle"]
 HTTP2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # The name of the task that runs the app for one HTTP/1.1 request.
 REQUEST_TASK_NAME: Final = "hasten.http1.request"
-# Bound Final because it is called for every request: compiled, a Final name is a C static,
-# while any other global, an imported one too, is a lookup in the module's dict (~180
-# instructions each; making the hot path's constants Final saved 2.2k of 45k per request).
-_Task: Final = Task
 # llhttp's error once it has read a whole, valid HTTP/2 preface (HPE_PAUSED_H2_UPGRADE).
 _PAUSED_AT_HTTP2_PREFACE: Final = "Pause on PRI/Upgrade"
 # What ``H1Connection.headers`` holds between requests; never appended to, since on_url,
@@ -73,6 +69,7 @@ class H1Connection(asyncio.Protocol):
     """
 
     __slots__ = (
+        "awaits_turn_end",
         "body_budget",
         "body_cycle",
         "client",
@@ -110,16 +107,15 @@ class H1Connection(asyncio.Protocol):
         self.cycle: RequestCycle | None = None
         self.body_cycle: RequestCycle | None = None
         # A list, not a deque: it rarely holds more than one request, and an empty deque
-        # costs ~700 bytes more on every idle keep-alive connection. Empty, it is the
-        # shared NO_REQUESTS (a list of its own would cost 56 bytes more).
+        # is large. Empty, it is the shared NO_REQUESTS: no idle connection holds a list.
         self.pipeline: list[RequestCycle] = NO_REQUESTS
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = NO_FIELDS
         self.closing = False
-        # Output waiting for the end of the loop turn (see write_at_turn_end): None while
-        # the connection is not in state.turn_end, else what it holds (b"" for nothing).
-        # One slot, not two: each slot costs every idle keep-alive connection.
-        self.held_output: bytes | None = None
+        # Output waiting for the end of the loop turn (see write_at_turn_end), and whether
+        # the connection is in state.turn_end.
+        self.held_output = b""
+        self.awaits_turn_end = False
         self.priming_parser = False
         self.pending_error = 0
         # The request's Host while it is the only field check_fields reads; b"" once
@@ -203,7 +199,7 @@ class H1Connection(asyncio.Protocol):
             self._upgrade_requested(data[upgrade.args[0] :])
         except httptools.HttpParserError as exc:
             self._parse_failed(exc, data)
-        if self.reading_head and self.head_bytes > self.limits.max_head_size:
+        if self.reading_head and self.head_bytes > self.limits.limit_request_headers_size:
             # httptools buffers an unfinished field whole: bound the head before it is parsed.
             error_logger.debug("Refused request: head or trailer section larger than its limit")
             self.reject(431)
@@ -307,7 +303,7 @@ class H1Connection(asyncio.Protocol):
         if held:
             self.held_output = held + data
             return
-        if held is None:
+        if not self.awaits_turn_end:
             self.flush_at_turn_end()
         self.held_output = data
         if len(self.state.turn_end) >= TURN_END_BATCH:
@@ -316,7 +312,7 @@ class H1Connection(asyncio.Protocol):
     def flush_at_turn_end(self) -> None:
         """Have ``end_turn`` write what this connection holds at the end of the loop turn,
         held output and a held-back head alike."""
-        self.held_output = b""
+        self.awaits_turn_end = True
         turn_end = self.state.turn_end
         if not turn_end:
             self.state.loop.call_soon(end_turn, turn_end)
@@ -344,7 +340,7 @@ class H1Connection(asyncio.Protocol):
             self.head_size = 0
             self.headers = []
         self.url = url
-        if len(url) > self.limits.max_request_line:
+        if len(url) > self.limits.limit_request_line:
             # RFC 9112 §3: a target longer than the server parses gets 414.
             raise HTTPRequestError(414, "request target too long")
 
@@ -365,9 +361,9 @@ class H1Connection(asyncio.Protocol):
         self.head_size += field_size
         limits = self.limits
         if (
-            len(headers) > limits.max_fields
-            or field_size > limits.max_field_size
-            or self.head_size > limits.max_head_size
+            len(headers) > limits.limit_request_fields
+            or field_size > limits.limit_request_field_size
+            or self.head_size > limits.limit_request_headers_size
         ):
             raise field_limit_error(len(headers), field_size, limits)
 
@@ -377,9 +373,9 @@ class H1Connection(asyncio.Protocol):
         self.head_size += field_size
         limits = self.limits
         if (
-            self.trailer_fields > limits.max_fields
-            or field_size > limits.max_field_size
-            or self.head_size > limits.max_head_size
+            self.trailer_fields > limits.limit_request_fields
+            or field_size > limits.limit_request_field_size
+            or self.head_size > limits.limit_request_headers_size
         ):
             raise field_limit_error(self.trailer_fields, field_size, limits)
 
@@ -407,15 +403,15 @@ class H1Connection(asyncio.Protocol):
             raise HTTPRequestError(400, f"HTTP/{http_version} is not supported")
         headers = self.headers
         # The scope owns these now; an idle connection keeps no request's head alive, nor
-        # an empty list for the next one (on_url makes it: 56 bytes per idle connection).
+        # an empty list for the next one (on_url makes it).
         self.url = b""
         self.headers = NO_FIELDS
         raw_path, query_string, path = known_target(url) or split_target(method, url)
         lone_host = self.lone_host
         self.lone_host = None
         if lone_host and url[:1] == b"/" and known_valid_host(lone_host):
-            # The usual request: check_fields would find nothing, and the call and its
-            # walk over every field cost ~5% of a small request.
+            # The usual request: check_fields, a call and a walk over every field, would
+            # find nothing.
             expects_continue = False
         else:
             expects_continue = check_fields(
@@ -441,7 +437,7 @@ class H1Connection(asyncio.Protocol):
         if expects_continue:
             # RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
             cycle.expect_continue = http_version == "1.1"
-        if len(self.pipeline) >= self.limits.max_pipelined:
+        if len(self.pipeline) >= self.limits.limit_pipelined_requests:
             # Each queued request holds its scope: bound what a pipelining client can make
             # the server buffer ahead of the app.
             raise HTTPRequestError(429, "too many pipelined requests")
@@ -483,10 +479,7 @@ class H1Connection(asyncio.Protocol):
         self.reading_head = False  # a trailer section ends here
         body_cycle = self.body_cycle
         if body_cycle is not None:
-            if body_cycle.waiter is None:
-                body_cycle.body_complete = True  # end_body(), without the call: per request
-            else:
-                body_cycle.end_body()
+            body_cycle.end_body()
             self.body_cycle = None
             if body_cycle.response_complete and self.cycle is None and not self.pipeline:
                 # The unread body of an answered request is drained: the connection idles.
@@ -536,16 +529,15 @@ class H1Connection(asyncio.Protocol):
                 cycle.send_error_response(503)
                 continue
             # A plain task, not an eager one (Python 3.12's eager_start, which would run the
-            # app inside data_received): measured with wrk -c64 on 3.12 and 3.13, eager start
-            # cut hello throughput by a quarter or more. Reading every ready socket first and
-            # then running the apps serves a loaded server better.
+            # app inside data_received): reading every ready socket first and then running
+            # the apps serves a loaded server better.
             loop = state.loop
             if loop.get_task_factory() is None:
                 # A named Task rather than loop.create_task(): every unnamed task gets a
                 # "Task-<n>" string formatted for it (uvloop names a task only after making
-                # it), which cost 3% of a small request. A factory the app set is honoured.
+                # it). A factory the app set is honoured.
                 # Explicit context: a pipelined request starts from the previous one's task.
-                task = cycle.task = _Task(
+                task = cycle.task = Task(
                     cycle.run(),
                     loop=loop,
                     name=REQUEST_TASK_NAME,
@@ -686,8 +678,8 @@ def request_line_version(data: bytes, method: bytes, target: bytes) -> str | Non
     """The version of a request whose line starts ``data``, if it is 1.1 or 1.0 and the line
     is written the usual way: ``method SP target SP version CRLF``.
 
-    httptools' get_http_version() formats a new string on every call, 5% of a small request;
-    this reads the version from the bytes llhttp has accepted. Where the line is written
+    httptools' get_http_version() formats a new string on every call; this reads the
+    version from the bytes llhttp has accepted. Where the line is written
     otherwise (leading empty lines, more than one space, a method split across reads), the
     bytes at the expected place are not " HTTP/1.x CRLF" and the caller asks httptools.
     """

@@ -40,8 +40,6 @@ _FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"c
 # one of _FRAMING_FIELDS). Bounded by clearing.
 _known_header_lines: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes, bool]]] = {}
 _KNOWN_HEADER_LINES_MAX: Final = 4096
-# Read on every response: Final, it is a C static in the compiled build, not a dict lookup.
-_FINAL_STATUS_LINES: Final = FINAL_STATUS_LINES
 
 
 class RequestCycle(Exchange):
@@ -119,8 +117,7 @@ class RequestCycle(Exchange):
             self.flow.resume_reading(PAUSED_FOR_BODY)
 
     def send_body(self, body: bytes, more_body: bool) -> None:
-        # Serialisation of the body, in this method rather than helpers: it runs for every
-        # response, and a Python call costs about 1% of a small request.
+        # Kept in one method, without helpers: it runs for every response.
         writes_body = not (self.is_head or self.status in NO_BODY_STATUSES)
         if writes_body and body and self.declared_length is not None:
             # Checked before the head is committed, so the app's error can become a 500.
@@ -165,7 +162,7 @@ class RequestCycle(Exchange):
 
     def start_response(self, fields: dict[str, Any]) -> None:
         status = fields.get("status")
-        if type(status) is not int or (first_line := _FINAL_STATUS_LINES.get(status)) is None:
+        if type(status) is not int or (first_line := FINAL_STATUS_LINES.get(status)) is None:
             raise invalid_status_error(status)
         headers = fields.get("headers", ())
         try:
@@ -217,14 +214,10 @@ class RequestCycle(Exchange):
         self.head_pending = True
         # The app may now wait a long time before its first body message; make sure the
         # client sees the head soon. Usually the body follows at once and the flush finds
-        # nothing left to send. (conn.flush_at_turn_end(), inlined: once per request.)
+        # nothing left to send.
         conn = self.conn
-        if conn.held_output is None:
-            conn.held_output = b""
-            turn_end = state.turn_end
-            if not turn_end:
-                state.loop.call_soon(end_turn, turn_end)
-            turn_end.append(conn)
+        if not conn.awaits_turn_end:
+            conn.flush_at_turn_end()
 
     def flush_pending_head(self) -> None:
         """Send a held-back response head now, committing to a streamed body."""
@@ -316,8 +309,7 @@ def _header_line(header: Any) -> tuple[bytes, bytes, bool]:
 
 
 # At most this many connections wait for the end of a loop turn: past it, what they hold
-# leaves at once. 16 measured best with wrk -c64 and -c1000 (hello, FastAPI json); a
-# batch of any size wakes a sleeping peer once.
+# leaves at once, so the first responses of a long turn don't wait for all of it.
 TURN_END_BATCH: Final = 16
 
 
@@ -326,11 +318,9 @@ def end_turn(turn_end: list[H1Connection]) -> None:
     its body (that app is waiting for something else: the client sees the head now)."""
     connections = turn_end.copy()
     turn_end.clear()
-    for conn in connections:  # one loop over every response of the turn: kept flat
-        held = conn.held_output
-        conn.held_output = None
-        if held and not conn.transport.is_closing():  # write_held_output(), inlined
-            conn.transport.write(held)
+    for conn in connections:
+        conn.awaits_turn_end = False
+        conn.write_held_output()
         cycle = conn.cycle
         if cycle is not None and cycle.head_pending:
             cycle.flush_pending_head()

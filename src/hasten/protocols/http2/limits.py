@@ -4,44 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hasten.config import Config
-
 # RFC 9113 §6.9.1: the largest flow-control window.
 MAX_WINDOW = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class H2Limits:
-    """The ``h2_*`` settings (named without ``h2_``) and ``limit_request_body``, read once per
-    server and shared by its HTTP/2 connections; the defaults are ``Config``'s."""
+    """The ``h2_*`` settings and ``limit_request_body``, read once per server
+    (``settings_view(H2Limits, config)``) and shared by its HTTP/2 connections."""
 
-    max_concurrent_streams: int
-    initial_window_size: int
-    max_frame_size: int
-    max_header_list_size: int
-    max_reset_streams: int
-    max_control_frames: int
-    timeout_stalled_stream: float
+    h2_max_concurrent_streams: int
+    h2_initial_window_size: int
+    h2_max_frame_size: int
+    h2_max_header_list_size: int
+    h2_max_reset_streams: int
+    h2_max_control_frames: int
+    h2_timeout_stalled_stream: float
     limit_request_body: int | None
-
-    @classmethod
-    def from_config(cls, config: Config) -> H2Limits:
-        return cls(
-            max_concurrent_streams=config.h2_max_concurrent_streams,
-            initial_window_size=config.h2_initial_window_size,
-            max_frame_size=config.h2_max_frame_size,
-            max_header_list_size=config.h2_max_header_list_size,
-            max_reset_streams=config.h2_max_reset_streams,
-            max_control_frames=config.h2_max_control_frames,
-            timeout_stalled_stream=config.h2_timeout_stalled_stream,
-            limit_request_body=config.limit_request_body,
-        )
 
     @property
     def connection_window(self) -> int:
         """The connection's receive window: room for every stream's window at once, so a
         stream whose app doesn't read its body never holds up the others."""
-        return min(MAX_WINDOW, self.max_concurrent_streams * self.initial_window_size)
+        return min(MAX_WINDOW, self.h2_max_concurrent_streams * self.h2_initial_window_size)
 
 
 class RateBudget:

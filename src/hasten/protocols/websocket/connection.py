@@ -27,7 +27,6 @@ from websockets.datastructures import Headers
 from websockets.server import ServerProtocol
 
 from hasten.asgi import ClientDisconnected, Message, Scope, check_response_header
-from hasten.config import Config
 from hasten.logs import error_logger
 from hasten.protocols.flow import READ_HIGH_WATER
 from hasten.protocols.websocket import frames
@@ -56,27 +55,16 @@ _CLOSED = 3
 
 @dataclass(frozen=True, slots=True)
 class WebSocketSettings:
-    """The ``ws_*`` settings, read once per server."""
+    """The ``ws_*`` settings, read once per server (``settings_view(WebSocketSettings,
+    config)``)."""
 
-    max_size: int
-    max_queue: int
-    max_queue_bytes: int
-    max_fragments: int
-    ping_interval: float | None
-    ping_timeout: float | None
-    per_message_deflate: bool
-
-    @classmethod
-    def from_config(cls, config: Config) -> WebSocketSettings:
-        return cls(
-            max_size=config.ws_max_size,
-            max_queue=config.ws_max_queue,
-            max_queue_bytes=config.ws_max_queue_bytes,
-            max_fragments=config.ws_max_fragments,
-            ping_interval=config.ws_ping_interval,
-            ping_timeout=config.ws_ping_timeout,
-            per_message_deflate=config.ws_per_message_deflate,
-        )
+    ws_max_size: int
+    ws_max_queue: int
+    ws_max_queue_bytes: int
+    ws_max_fragments: int
+    ws_ping_interval: float | None
+    ws_ping_timeout: float | None
+    ws_per_message_deflate: bool
 
 
 class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
@@ -100,7 +88,7 @@ def negotiate_extensions(
     """The ``Sec-WebSocket-Extensions`` answer and the permessage-deflate it agrees to, if
     the setting allows it and the client offers one the server can take. Raises websockets'
     InvalidHandshake for a malformed field."""
-    if not settings.per_message_deflate:
+    if not settings.ws_per_message_deflate:
         return None, None
     offers = [
         value.decode("latin-1")
@@ -218,7 +206,7 @@ class WebSocketConnection:
         self.channel = channel
         self.scope = scope
         self.deflate = deflate
-        self.reader = FrameReader(settings.max_size, settings.max_fragments, deflate)
+        self.reader = FrameReader(settings.ws_max_size, settings.ws_max_fragments, deflate)
         self.handshake_headers = handshake_headers
         self.phase = _HANDSHAKE
         self.connect_delivered = False
@@ -259,8 +247,8 @@ class WebSocketConnection:
 
     def _queue_full(self) -> bool:
         return self.disconnect is None and (
-            self.queued_bytes >= self.settings.max_queue_bytes
-            or len(self.incoming) >= self.settings.max_queue
+            self.queued_bytes >= self.settings.ws_max_queue_bytes
+            or len(self.incoming) >= self.settings.ws_max_queue
         )
 
     def _read_frames(self) -> None:
@@ -351,7 +339,7 @@ class WebSocketConnection:
         self.close_sent = True
         self.close_sent_code = (payload[0] << 8) | payload[1] if payload else NO_STATUS_RECEIVED
         self.channel.write(frames.control_frame(frames.CLOSE, payload))
-        timeout = self.settings.ping_timeout
+        timeout = self.settings.ws_ping_timeout
         if self.close_timer is None and timeout is not None:
             # The peer must answer our close frame, and take what is left to send, in time
             # (§7.1.1); a closing channel may still wait on it.
@@ -382,13 +370,13 @@ class WebSocketConnection:
 
     def _send_ping(self) -> None:
         """Keepalive: ping, and give up on a peer that doesn't pong in time."""
-        interval = self.settings.ping_interval
+        interval = self.settings.ws_ping_interval
         assert interval is not None
         self.ping_timer = self.state.loop.call_later(interval, self._send_ping)
         if self.close_sent or self.pong_timer is not None:
             return
         self._write_control(frames.PING, os.urandom(_PING_PAYLOAD_SIZE))
-        timeout = self.settings.ping_timeout
+        timeout = self.settings.ws_ping_timeout
         if timeout is not None:
             self.pong_timer = self.state.loop.call_later(timeout, self._ping_timed_out)
 
@@ -555,9 +543,9 @@ class WebSocketConnection:
             headers.append((name, value))
         self.channel.accept(headers)
         self.phase = _OPEN
-        if self.settings.ping_interval is not None:
+        if self.settings.ws_ping_interval is not None:
             self.ping_timer = self.state.loop.call_later(
-                self.settings.ping_interval, self._send_ping
+                self.settings.ws_ping_interval, self._send_ping
             )
         # The early bytes are read before anything that arrives after them.
         early, self.early_bytes = bytes(self.early_bytes), bytearray()
