@@ -155,7 +155,7 @@ fuzz: $(VENV)/.dev-installed  ## long hypothesis run over the HTTP/1.1 request p
 # -- Autobahn|Testsuite (tests/autobahn.py): the WebSocket fuzzing client -------------------
 # wstest runs on Python 2.7 (pyenv's, or one on PATH), installed once in .autobahn/. The
 # suite runs a fast subset whenever it is installed; this runs every case group (1-7, 9,
-# 10, 12, 13; ~15 min). AUTOBAHN_PYTHON picks the Python hasten runs on (a wheel's venv).
+# 10, 12, 13; ~10 min). AUTOBAHN_PYTHON picks the Python hasten runs on (a wheel's venv).
 .PHONY: autobahn
 AUTOBAHN_PYTHON ?= $(BIN)/python
 PYTHON2 = $(shell ls -d $$HOME/.pyenv/versions/2.7*/bin/python2.7 2>/dev/null | tail -1)
