@@ -14,6 +14,9 @@ STREAM_NOISE = 0.95
 # "Memory flat": RSS may grow this much while 1 MiB responses stream (after a warm-up).
 STREAM_FLAT_KB = 8 * 1024
 IDLE_LIMIT_BYTES = 3 * 1024
+# Issue 17's file targets: 64 MiB files, four at a time, each far larger than this growth.
+FILE_SCENARIOS = ("file", "static")
+FILE_FLAT_KB = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,24 @@ def check_targets(results: Results) -> list[Check]:
         checks.append(_verdict("h2 0 failed", h2.errors == 0, f"{h2.errors} failed"))
     # Issue 6's HTTP/2 target; hypercorn is the peer that shares the h2 library.
     checks.append(_rate_check(results, "h2", "hypercorn", 10.0))
+    for scenario in FILE_SCENARIOS:
+        checks += _file_checks(results, scenario)
+    return checks
+
+
+def _file_checks(results: Results, scenario: str) -> list[Check]:
+    """Issue 17: a 64 MiB file at >= 2x uvicorn and >= granian, with flat memory."""
+    checks = [
+        _rate_check(results, scenario, "uvicorn", 2.0),
+        _rate_check(results, scenario, "granian", 1.0),
+    ]
+    served = _ran(results, scenario, "hasten")
+    name = f"{scenario} memory flat (RSS growth <= {FILE_FLAT_KB // 1024} MiB)"
+    if served and served.rss_growth_kb is not None:
+        detail = f"grew {served.rss_growth_kb / 1024:.1f} MiB"
+        checks.append(_verdict(name, served.rss_growth_kb <= FILE_FLAT_KB, detail))
+    else:
+        checks.append(Check("SKIP", name, "not measured"))
     return checks
 
 
