@@ -157,6 +157,7 @@ class RequestCycle(Exchange):
         chunked = self.chunked
         if head or chunked:
             conn.write(head + b"%x\r\n" % count if chunked else head)
+        conn.write_held_output()
         await sendfile(
             conn.transport, self.flow, socket_fd, fd, offset, count, self.state.limit_write_buffer
         )
