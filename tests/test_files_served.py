@@ -21,18 +21,16 @@ import pytest
 import trustme
 
 from tests.apps.files_app import app as files_app
+from tests.files_support import CONTENT, content_file
 from tests.harness import RawClient, hasten_process, request, run_server
 from tests.protocols.http1_apps import wait_for
 
-CONTENT = os.urandom(300_000)
 LOCALHOST = "127.0.0.1"
 
 
 @pytest.fixture
 def file(tmp_path: Path) -> Path:
-    path = tmp_path / "content.bin"
-    path.write_bytes(CONTENT)
-    return path
+    return content_file(tmp_path)
 
 
 class Certificates:

@@ -14,18 +14,15 @@ import pytest
 
 from tests.contract.carriers import Carrier
 from tests.contract.test_http import BODY, START, Outcome, Send, assert_refused
+from tests.files_support import CONTENT, content_file
 
-# Larger than the server's read size, and not a multiple of it.
-CONTENT = bytes(range(256)) * 1000 + b"end"
 PATHSEND = "http.response.pathsend"
 ZEROCOPYSEND = "http.response.zerocopysend"
 
 
 @pytest.fixture
 def file(tmp_path: Path) -> Path:
-    path = tmp_path / "content.bin"
-    path.write_bytes(CONTENT)
-    return path
+    return content_file(tmp_path)
 
 
 def length(size: int) -> dict[str, Any]:
