@@ -275,7 +275,10 @@ def test_a_file_truncated_mid_response_aborts_it_and_the_server_goes_on(
 
 
 def test_a_file_truncated_mid_response_resets_the_http2_stream_only(
-    public: Path, server: RunningServer, h2_client: httpx.Client
+    public: Path,
+    server: RunningServer,
+    h2_client: httpx.Client,
+    captured_errors: list[logging.LogRecord],
 ) -> None:
     big = public / "big.bin"
     with big.open("wb") as handle:
@@ -291,6 +294,8 @@ def test_a_file_truncated_mid_response_resets_the_http2_stream_only(
             pass
     # The same connection goes on serving.
     assert h2_client.get(f"{server.url}/static/a.txt").content == TEXT
+    aborted = [record for record in captured_errors if "could not be sent" in record.getMessage()]
+    assert len(aborted) == 1
 
 
 # -- the command line, and memory -----------------------------------------------------------
