@@ -56,8 +56,6 @@ NO_FIELDS: Final[list[tuple[bytes, bytes]]] = []
 # What ``H1Connection.pipeline`` holds while no request waits; on_headers_complete, which
 # queues every request, replaces it rather than append to it.
 NO_REQUESTS: Final[list[RequestCycle]] = []
-# The scope's extensions of a request without TLS; each request gets a copy.
-_FILE_EXTENSIONS: Final = FILE_EXTENSIONS
 # llhttp's error for a well-formed version other than 0.9, 1.0, 1.1 and 2.0 (HTTP/1.2, 9.9).
 _UNSUPPORTED_VERSION: Final = "Invalid HTTP version"
 
@@ -433,9 +431,9 @@ class H1Connection(asyncio.Protocol):
             headers,
             self.client,
             self.server,
-            _FILE_EXTENSIONS.copy()
+            FILE_EXTENSIONS.copy()
             if self.tls_extension is None
-            else {**_FILE_EXTENSIONS, "tls": self.tls_extension},
+            else {**FILE_EXTENSIONS, "tls": self.tls_extension},
         )
         cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)
         if expects_continue:
