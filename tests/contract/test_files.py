@@ -133,8 +133,12 @@ def test_pathsend_after_the_response_is_refused(carrier: Carrier, file: Path) ->
     assert (reply.status, reply.body, reply.complete) == (200, b"ok", True)
 
 
-def test_pathsend_of_a_relative_path_is_refused(carrier: Carrier) -> None:
-    assert "absolute" in assert_refused(carrier, Outcome(), START, pathsend("content.bin"))
+def test_pathsend_of_a_relative_path_sends_the_file_in_the_working_directory(
+    carrier: Carrier, file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(file.parent)
+    reply = served(carrier, messages_app(length(len(CONTENT)), pathsend(file.name)))
+    assert (reply.status, reply.body, reply.complete) == (200, CONTENT, True)
 
 
 @pytest.mark.parametrize("path", [None, b"/etc/hostname", 7])

@@ -61,9 +61,8 @@ def pathsend_range(fields: dict[str, Any]) -> FileRange:
     path = fields.get("path")
     if not isinstance(path, str):
         raise RuntimeError(f"'http.response.pathsend' needs a str path, got {path!r}.")
-    if not os.path.isabs(path):
-        # The extension asks for an absolute path: relative to what would be a guess.
-        raise RuntimeError(f"'http.response.pathsend' needs an absolute path, got {path!r}.")
+    # The extension names an absolute path, but Starlette's FileResponse passes on what the
+    # app gave it: a relative one is the file the app itself found, from the working directory.
     fd = os.open(path, _OPEN_FLAGS)
     try:
         size = _regular_file_size(fd, path)
