@@ -43,8 +43,7 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_PROTOCOLS = (
     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 )
-# Why reading is paused: the transport's write buffer is full. A client that floods PINGs or
-# SETTINGS without reading the ACKs then can't grow it (CVE-2019-9512, CVE-2019-9515).
+# The ASGI extensions every HTTP/2 request's scope offers.
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint", *FILE_EXTENSIONS)
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
