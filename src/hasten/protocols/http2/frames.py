@@ -4,8 +4,9 @@
 checked against each frame type's layout: padding removed, a header block and its
 CONTINUATION frames joined into one HEADERS frame, unknown frame types dropped (§5.5).
 A frame that breaks a rule raises :class:`FrameError`, which carries its answer: the error
-code and whether it is the connection's or one stream's. What a frame means for the
-connection and its streams is the state machine's business, not this module's.
+code, and here always the connection's (a frame's layout is the connection's business;
+RFC 9113 §5.4.1 lets the few stream errors among them fail the connection, as h2 does).
+What a frame means for the connection and its streams is the state machine's business.
 
 ``FrameWriter`` serialises the frames a server sends, gathering a loop turn's frames into
 one ``bytes`` for one write.
@@ -85,15 +86,20 @@ class FrameError(Exception):
 
 class Frame:
     """One frame as read: ``payload`` without padding (and, for HEADERS, without the
-    priority fields); a HEADERS frame holds its whole header block."""
+    priority fields); a HEADERS frame holds its whole header block.
 
-    __slots__ = ("flags", "payload", "stream_id", "type")
+    ``length`` is the payload's length as sent, padding included (what flow control
+    counts).
+    """
+
+    __slots__ = ("flags", "length", "payload", "stream_id", "type")
 
     def __init__(self, frame_type: int, flags: int, stream_id: int, payload: bytes) -> None:
         self.type = frame_type
         self.flags = flags
         self.stream_id = stream_id
         self.payload = payload
+        self.length = len(payload)
 
     def __repr__(self) -> str:
         return f"Frame({self.type}, {self.flags:#x}, {self.stream_id}, {self.payload!r})"
@@ -116,6 +122,7 @@ class FrameReader:
         "max_frame_size",
         "max_header_block_size",
         "position",
+        "uncharged_frames",
     )
 
     def __init__(self, max_frame_size: int, max_header_block_size: int) -> None:
@@ -127,8 +134,11 @@ class FrameReader:
         self.block_frame: Frame | None = None
         self.block_parts: list[bytes] = []
         self.block_size = 0
-        # CONTINUATION frames read for the last complete header block (for abuse budgets).
+        # CONTINUATION frames read for the last complete header block.
         self.continuations = 0
+        # Frames read that no frame handed out stands for (CONTINUATION, unknown types):
+        # the caller charges them to its abuse budgets and resets the count.
+        self.uncharged_frames = 0
 
     def feed(self, data: bytes) -> None:
         if self.position == len(self.buffer):
@@ -165,7 +175,9 @@ class FrameReader:
                 frame = self._continue_block(frame_type, flags, stream_id, payload)
             else:
                 frame = _checked_frame(frame_type, flags, stream_id, payload)
-                if frame is not None and frame.type == HEADERS:
+                if frame is None:
+                    self.uncharged_frames += 1
+                elif frame.type == HEADERS:
                     frame = self._start_block(frame)
             if frame is not None:
                 return frame
@@ -189,6 +201,7 @@ class FrameReader:
         if frame_type != CONTINUATION or stream_id != frame.stream_id:
             raise FrameError(ErrorCode.PROTOCOL_ERROR, "a header block interrupted")
         self.continuations += 1
+        self.uncharged_frames += 1
         self.block_size += len(payload)
         self._check_block_size(self.block_size)
         self.block_parts.append(payload)
@@ -208,6 +221,7 @@ class FrameReader:
 def _checked_frame(frame_type: int, flags: int, stream_id: int, payload: bytes) -> Frame | None:
     """The frame, its payload checked against its type's layout (§6); ``None`` for a frame
     a server ignores (an unknown type, §5.5)."""
+    length = len(payload)
     if frame_type == DATA:
         _require_stream(stream_id, "DATA")
         if flags & PADDED:
@@ -224,9 +238,8 @@ def _checked_frame(frame_type: int, flags: int, stream_id: int, payload: bytes) 
             payload = payload[5:]
     elif frame_type == PRIORITY:
         _require_stream(stream_id, "PRIORITY")
-        if len(payload) != 5:
-            # §6.3: a stream error, unlike most frame size errors.
-            raise FrameError(ErrorCode.FRAME_SIZE_ERROR, "PRIORITY of the wrong size", stream_id)
+        # §6.3 makes it a stream error; h2 and hasten make it a connection error (§5.4.1).
+        _require_length(payload, 5, "PRIORITY")
         _check_priority(payload, stream_id)
     elif frame_type == RST_STREAM:
         _require_stream(stream_id, "RST_STREAM")
@@ -251,14 +264,17 @@ def _checked_frame(frame_type: int, flags: int, stream_id: int, payload: bytes) 
     elif frame_type == WINDOW_UPDATE:
         _require_length(payload, 4, "WINDOW_UPDATE")
         if not read_uint31(payload, 0):
-            # §6.9: a stream error on a stream, a connection error on the connection.
-            raise FrameError(ErrorCode.PROTOCOL_ERROR, "a zero WINDOW_UPDATE", stream_id)
+            # §6.9 makes it a stream error on a stream; h2 and hasten fail the connection
+            # (§5.4.1), which also spares a reset a client could provoke (CVE-2025-8671).
+            raise FrameError(ErrorCode.PROTOCOL_ERROR, "a zero WINDOW_UPDATE")
     elif frame_type == CONTINUATION:
         # §6.10: only right after a HEADERS frame without END_HEADERS.
         raise FrameError(ErrorCode.PROTOCOL_ERROR, "CONTINUATION outside a header block")
     else:
         return None
-    return Frame(frame_type, flags, stream_id, payload)
+    frame = Frame(frame_type, flags, stream_id, payload)
+    frame.length = length
+    return frame
 
 
 def _require_stream(stream_id: int, name: str) -> None:
@@ -287,9 +303,10 @@ def _unpadded(payload: bytes, fields_size: int) -> bytes:
 
 
 def _check_priority(payload: bytes, stream_id: int) -> None:
-    # §5.3.1 (RFC 7540): a stream cannot depend on itself.
+    # RFC 7540 §5.3.1: a stream cannot depend on itself. A stream error there; a connection
+    # error here, as in h2 (RFC 9113 §5.4.1 allows it, and priorities are ignored anyway).
     if read_uint31(payload, 0) == stream_id:
-        raise FrameError(ErrorCode.PROTOCOL_ERROR, "a stream depending on itself", stream_id)
+        raise FrameError(ErrorCode.PROTOCOL_ERROR, "a stream depending on itself")
 
 
 def read_uint31(payload: bytes, position: int) -> int:
