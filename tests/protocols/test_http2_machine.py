@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
+import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
@@ -32,7 +34,9 @@ from hasten.protocols.http2.machine import (
     STREAM_REFUSED,
     STREAM_RESET,
     TRAILERS,
+    H2Event,
     H2Machine,
+    StreamClosedError,
 )
 
 LIMITS = H2Limits(
@@ -315,4 +319,223 @@ def test_rapid_reset_spends_the_reset_budget() -> None:
         frames.append(hf.RstStreamFrame(stream_id, 8).serialize())
     with pytest.raises(FrameError) as caught:
         machine.receive_data(b"".join(frames), 0.0)
+    assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM
+
+
+# -- The server's side, read by h2's client --------------------------------------------------
+
+
+class Exchange:
+    """hasten's machine and an h2 client, each fed what the other sends."""
+
+    def __init__(self, limits: H2Limits = LIMITS, client_settings: dict[int, int] | None = None):
+        self.server = H2Machine(limits, extended_connect=True, now=0.0)
+        self.client = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        if client_settings:
+            self.client.local_settings = h2.settings.Settings(
+                client=True, initial_values=client_settings
+            )
+        self.client.initiate_connection()
+        self.server.initiate_connection()
+        self.server_events: list[H2Event] = []
+        self.client_events: list[h2.events.Event] = []
+
+    def pump(self) -> None:
+        """Exchange bytes until neither side has anything to say."""
+        while True:
+            to_server = self.client.data_to_send()
+            if to_server:
+                self.server_events += self.server.receive_data(to_server, 0.0)
+            to_client = self.server.data_to_send()
+            if to_client:
+                self.client_events += self.client.receive_data(to_client)
+            if not to_server and not to_client:
+                return
+
+    def client_saw(self, kind: type[h2.events.Event]) -> list[Any]:
+        return [event for event in self.client_events if isinstance(event, kind)]
+
+
+def test_responses_headers_data_and_trailers_reach_the_client() -> None:
+    exchange = Exchange()
+    for stream_id in (1, 3, 5):
+        exchange.client.send_headers(stream_id, REQUEST_FIELDS[0], end_stream=True)
+    exchange.pump()
+    requests = [event for event in exchange.server_events if event.kind == REQUEST]
+    assert [event.stream_id for event in requests] == [1, 3, 5]
+    for stream_id in (1, 3, 5):
+        head = [
+            (b":status", b"200"),
+            (b"content-type", b"text/plain"),
+            (b"x-id", b"%d" % stream_id),
+        ]
+        exchange.server.send_headers(stream_id, head, end_stream=False)
+        exchange.server.send_data(stream_id, b"hello %d" % stream_id, end_stream=stream_id != 5)
+    exchange.server.send_headers(5, [(b"x-trailer", b"done")], end_stream=True)
+    exchange.pump()
+    responses = exchange.client_saw(h2.events.ResponseReceived)
+    assert [dict(event.headers)[b"x-id"] for event in responses] == [b"1", b"3", b"5"]
+    assert [event.data for event in exchange.client_saw(h2.events.DataReceived)] == [
+        b"hello 1",
+        b"hello 3",
+        b"hello 5",
+    ]
+    (trailers,) = exchange.client_saw(h2.events.TrailersReceived)
+    assert trailers.headers == [(b"x-trailer", b"done")]
+    assert len(exchange.client_saw(h2.events.StreamEnded)) == 3
+    assert not exchange.server.streams  # every stream closed both ways
+
+
+def test_large_header_blocks_are_split_into_continuation_frames() -> None:
+    exchange = Exchange()
+    exchange.client.send_headers(1, REQUEST_FIELDS[0], end_stream=True)
+    exchange.pump()
+    big = [(b":status", b"200")] + [(b"x-%d" % n, b"v" * 1000) for n in range(40)]
+    exchange.server.send_headers(1, big, end_stream=True)
+    exchange.pump()
+    (response,) = exchange.client_saw(h2.events.ResponseReceived)
+    assert response.headers == big
+
+
+def test_response_body_waits_for_the_clients_window() -> None:
+    # RFC 9113 §5.2, §6.9: the client's 65,535-octet windows, reopened as it reads.
+    exchange = Exchange()
+    exchange.client.send_headers(1, REQUEST_FIELDS[0], end_stream=True)
+    exchange.pump()
+    exchange.server.send_headers(1, [(b":status", b"200")], end_stream=False)
+    body = bytes(range(256)) * 1024
+    sent = 0
+    while sent < len(body):
+        window = exchange.server.send_window(1)
+        if not window:
+            received = sum(
+                event.flow_controlled_length
+                for event in exchange.client_saw(h2.events.DataReceived)
+            )
+            exchange.client.acknowledge_received_data(received, 1)
+            exchange.client_events.clear()
+            exchange.pump()
+            assert exchange.server.send_window(1) > 0
+            continue
+        size = min(window, exchange.server.max_outbound_frame_size, len(body) - sent)
+        exchange.server.send_data(1, body[sent : sent + size], end_stream=sent + size == len(body))
+        sent += size
+        exchange.pump()
+    with pytest.raises(StreamClosedError):
+        exchange.server.send_data(1, b"more", end_stream=True)
+
+
+def test_request_body_windows_are_given_back_in_batches() -> None:
+    exchange = Exchange()
+    post = [(":method", "POST"), (":scheme", "https"), (":path", "/up"), (":authority", "a")]
+    exchange.client.send_headers(1, post, end_stream=False)
+    body = b"x" * 300_000
+    sent = 0
+    received = b""
+    while sent < len(body):
+        window = exchange.client.local_flow_control_window(1)
+        size = min(window, 16384, len(body) - sent)
+        if size:
+            exchange.client.send_data(
+                1, body[sent : sent + size], end_stream=sent + size == len(body)
+            )
+            sent += size
+        exchange.pump()
+        for event in exchange.server_events:
+            if event.kind == DATA_RECEIVED:
+                received += event.data
+                exchange.server.acknowledge(1, event.flow_controlled_length)
+        exchange.server_events.clear()
+        exchange.pump()
+    assert received == body
+    window_updates = [
+        frame
+        for frame in sent_frames(exchange.server.data_to_send())
+        if isinstance(frame, hf.WindowUpdateFrame)
+    ]
+    assert not window_updates  # everything was handed back as it went
+
+
+def test_client_header_table_size_is_followed() -> None:
+    exchange = Exchange(client_settings={h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+    exchange.client.send_headers(1, REQUEST_FIELDS[0], end_stream=True)
+    exchange.pump()
+    exchange.server.send_headers(1, [(b":status", b"200"), (b"x-a", b"1")], end_stream=True)
+    exchange.pump()
+    (response,) = exchange.client_saw(h2.events.ResponseReceived)
+    assert response.headers == [(b":status", b"200"), (b"x-a", b"1")]
+    assert exchange.server.encoder.table.max_size == 0
+
+
+def test_streams_over_the_limit_are_refused() -> None:
+    # RFC 9113 §5.1.2 (hostile-inputs P13).
+    machine = started_machine(H2Limits(2, 65535, 16384, 65536, 1000, 1000, 10.0, None))
+    encoder = hpack.Encoder()
+    opening = b"".join(
+        hf.HeadersFrame(
+            stream_id, encoder.encode(REQUEST_FIELDS[0]), flags=["END_HEADERS"]
+        ).serialize()
+        for stream_id in (1, 3, 5)
+    )
+    events = machine.receive_data(opening, 0.0)
+    assert [(event.kind, event.stream_id) for event in events] == [
+        (REQUEST, 1),
+        (REQUEST, 3),
+        (STREAM_REFUSED, 5),
+    ]
+    assert events[2].error_code == ErrorCode.REFUSED_STREAM
+    assert (5, ErrorCode.REFUSED_STREAM) in outcome_of_sent(
+        Outcome(), machine.data_to_send()
+    ).resets_sent
+
+
+# -- Budgets (RFC 9113 §10.5; hostile-inputs P15-P21) ------------------------------------------
+
+
+def started_machine(limits: H2Limits = LIMITS) -> H2Machine:
+    machine = H2Machine(limits, extended_connect=False, now=0.0)
+    machine.receive_data(PREFACE + hf.SettingsFrame(0).serialize(), 0.0)
+    return machine
+
+
+FLOODS = {
+    "ping": hf.PingFrame(0, b"12345678").serialize(),  # CVE-2019-9512
+    "settings": hf.SettingsFrame(0, settings={4: 1000}).serialize(),  # CVE-2019-9515
+    "priority": hf.PriorityFrame(1, 0, 16).serialize(),
+    "unknown": b"\x00\x00\x00\xfa\x00\x00\x00\x00\x00",
+    "empty_data": hf.DataFrame(1, b"").serialize(),  # CVE-2019-9518
+    "empty_continuation": hf.ContinuationFrame(1, b"").serialize(),
+}
+
+
+@pytest.mark.parametrize("frame", FLOODS.values(), ids=FLOODS.keys())
+def test_floods_of_frames_run_out_of_budget(frame: bytes) -> None:
+    limits = H2Limits(100, 65535, 16384, 65536, 1000, 100, 10.0, None)
+    machine = started_machine(limits)
+    opening = hf.HeadersFrame(1, hpack.Encoder().encode(REQUEST_FIELDS[0])).serialize()
+    if frame != FLOODS["empty_continuation"]:
+        opening += hf.ContinuationFrame(1, b"", flags=["END_HEADERS"]).serialize()
+    with pytest.raises(FrameError) as caught:
+        machine.receive_data(opening + frame * 200, 0.0)
+    assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM
+    assert sent_frames(machine.data_to_send())[-1].error_code == ErrorCode.ENHANCE_YOUR_CALM
+
+
+def test_budget_refills_with_time() -> None:
+    limits = H2Limits(100, 65535, 16384, 65536, 1000, 100, 10.0, None)
+    machine = started_machine(limits)
+    ping = hf.PingFrame(0, b"12345678").serialize()
+    for second in range(1, 30):
+        machine.receive_data(ping * 10, float(second))  # 10 a second: the refill rate
+
+
+def test_hpack_bomb_is_enhance_your_calm() -> None:
+    # CVE-2016-6581, as the connection answered it with h2.
+    machine = started_machine()
+    bomb = [*REQUEST_FIELDS[0], *[("x-bomb", "a" * 4000)] * 100]
+    block = hpack.Encoder().encode(bomb)
+    with pytest.raises(FrameError) as caught:
+        machine.receive_data(hf.HeadersFrame(1, block, flags=["END_HEADERS"]).serialize(), 0.0)
     assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM

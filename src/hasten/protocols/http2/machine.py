@@ -318,7 +318,9 @@ class H2Machine:
         self._check_new_stream_id(stream_id)
         self.highest_stream_id = stream_id
         if len(self.streams) >= self.limits.max_concurrent_streams or self.goaway_received:
-            # §5.1.2: over the advertised limit, the stream is refused.
+            # §5.1.2: over the advertised limit, the stream is refused; DATA it already
+            # sent is then answered on the stream, as after any reset.
+            self.streams[stream_id] = StreamState(stream_id, 0, 0)
             self._stream_error(stream_id, ErrorCode.REFUSED_STREAM, events, now)
             return
         self.control_budget.earn(1)
