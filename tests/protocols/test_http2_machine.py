@@ -8,6 +8,7 @@ the machine alone: the server's side of a stream, flow control, and the budgets.
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -539,3 +540,49 @@ def test_hpack_bomb_is_enhance_your_calm() -> None:
     with pytest.raises(FrameError) as caught:
         machine.receive_data(hf.HeadersFrame(1, block, flags=["END_HEADERS"]).serialize(), 0.0)
     assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM
+
+
+def test_h2c_upgrade_makes_the_request_stream_1() -> None:
+    # RFC 7540 §3.2: the client's HTTP2-Settings apply without an ACK.
+    exchange = Exchange()
+    exchange.client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    exchange.client.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.MAX_FRAME_SIZE: 20000}
+    )
+    header = exchange.client.initiate_upgrade_connection()
+    exchange.server = H2Machine(LIMITS, extended_connect=True, now=0.0)
+    exchange.server.initiate_upgrade_connection(base64.urlsafe_b64decode(header + b"=="))
+    assert exchange.server.max_outbound_frame_size == 20000
+    exchange.server.send_headers(1, [(b":status", b"200")], end_stream=False)
+    exchange.server.send_data(1, b"upgraded", end_stream=True)
+    exchange.pump()
+    assert [event.data for event in exchange.client_saw(h2.events.DataReceived)] == [b"upgraded"]
+    assert not exchange.server.streams
+
+
+def test_bad_upgrade_settings_are_refused() -> None:
+    machine = H2Machine(LIMITS, extended_connect=False, now=0.0)
+    with pytest.raises(FrameError):
+        machine.initiate_upgrade_connection(b"\x00\x02\x00\x00\x00\x02")  # ENABLE_PUSH=2
+
+
+def test_graceful_goaway_lets_streams_finish_and_refuses_new_ones() -> None:
+    exchange = Exchange()
+    exchange.client.send_headers(1, REQUEST_FIELDS[0], end_stream=True)
+    exchange.pump()
+    exchange.server.send_goaway()
+    exchange.pump()
+    (terminated,) = exchange.client_saw(h2.events.ConnectionTerminated)
+    assert (terminated.error_code, terminated.last_stream_id) == (ErrorCode.NO_ERROR, 1)
+    # A request that crossed the GOAWAY (static fields only: GET https / :authority a).
+    late = hf.HeadersFrame(3, b"\x82\x87\x84\x01\x01a", flags=["END_HEADERS", "END_STREAM"])
+    events = exchange.server.receive_data(late.serialize(), 0.0)
+    assert [(event.kind, event.error_code) for event in events] == [
+        (STREAM_REFUSED, ErrorCode.REFUSED_STREAM)
+    ]
+    exchange.server.data_to_send()
+    exchange.server.send_headers(1, [(b":status", b"204")], end_stream=True)
+    (response,) = sent_frames(exchange.server.data_to_send())
+    assert (response.stream_id, "END_STREAM" in response.flags) == (1, True)

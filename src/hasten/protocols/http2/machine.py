@@ -154,6 +154,7 @@ class H2Machine:
         "extended_connect",
         "frames_without_effect",
         "goaway_received",
+        "goaway_sent",
         "highest_stream_id",
         "limits",
         "local_settings_acknowledged",
@@ -181,6 +182,7 @@ class H2Machine:
         self.settings_received = False
         self.local_settings_acknowledged = False
         self.goaway_received = False
+        self.goaway_sent = False
         self.terminated = False
         self.remote_initial_window = DEFAULT_WINDOW
         self.connection_send_window = DEFAULT_WINDOW
@@ -214,6 +216,17 @@ class H2Machine:
         if increment > 0:
             self.writer.window_update(0, increment)
             self.connection_receive_window += increment
+
+    def initiate_upgrade_connection(self, settings_payload: bytes) -> None:
+        """Serve an accepted ``Upgrade: h2c`` (RFC 7540 §3.2): the client's HTTP2-Settings
+        (decoded) apply at once, acknowledged by the 101 itself (§3.2.1), and the request
+        is stream 1, half-closed (remote). :class:`FrameError` for unacceptable settings."""
+        self._apply_settings(parse_settings(settings_payload))
+        self.initiate_connection()
+        stream = StreamState(1, self.remote_initial_window, self._initial_receive_window())
+        stream.remote_closed = True
+        self.streams[1] = stream
+        self.highest_stream_id = 1
 
     def data_to_send(self) -> bytes:
         return self.writer.take()
@@ -317,7 +330,11 @@ class H2Machine:
             return
         self._check_new_stream_id(stream_id)
         self.highest_stream_id = stream_id
-        if len(self.streams) >= self.limits.max_concurrent_streams or self.goaway_received:
+        if (
+            len(self.streams) >= self.limits.max_concurrent_streams
+            or self.goaway_received
+            or self.goaway_sent
+        ):
             # §5.1.2: over the advertised limit, the stream is refused; DATA it already
             # sent is then answered on the stream, as after any reset.
             self.streams[stream_id] = StreamState(stream_id, 0, 0)
@@ -428,8 +445,16 @@ class H2Machine:
                 self.local_settings_acknowledged = True
                 self._apply_local_initial_window()
             return
+        window_changed = self._apply_settings(parse_settings(frame.payload))
+        self.writer.settings_ack()
+        event = H2Event(SETTINGS_CHANGED, 0)
+        event.end_stream = window_changed
+        events.append(event)
+
+    def _apply_settings(self, settings: list[tuple[int, int]]) -> bool:
+        """Take the client's settings; whether the initial window changed."""
         window_changed = False
-        for parameter, value in parse_settings(frame.payload):
+        for parameter, value in settings:
             if parameter == HEADER_TABLE_SIZE:
                 table_size = min(value, DEFAULT_TABLE_SIZE)
                 if table_size != self.encoder.table.max_size:
@@ -445,10 +470,7 @@ class H2Machine:
                         raise FrameError(ErrorCode.FLOW_CONTROL_ERROR, "a window over 2^31-1")
             elif parameter == MAX_FRAME_SIZE:
                 self.writer.max_frame_size = value
-        self.writer.settings_ack()
-        event = H2Event(SETTINGS_CHANGED, 0)
-        event.end_stream = window_changed
-        events.append(event)
+        return window_changed
 
     def _apply_local_initial_window(self) -> None:
         """Our SETTINGS are acknowledged: the windows of streams opened before shrink to our
@@ -587,6 +609,13 @@ class H2Machine:
         if code in _RESETS_A_CLIENT_CAN_PROVOKE and not self.reset_budget.spend(now):
             self.close_connection(ErrorCode.ENHANCE_YOUR_CALM)
         return True
+
+    def send_goaway(self) -> None:
+        """Graceful shutdown (§6.8): a GOAWAY naming the last stream this server processes;
+        the streams up to it go on, later ones are refused."""
+        if not (self.goaway_sent or self.terminated):
+            self.goaway_sent = True
+            self.writer.goaway(self.highest_stream_id, ErrorCode.NO_ERROR)
 
     def close_connection(self, code: int) -> None:
         """Queue a GOAWAY naming the last stream this server processes (§6.8); nothing is
