@@ -26,6 +26,7 @@ from hasten.protocols.http2.frames import (
     parse_settings,
     read_uint31,
 )
+from tests.protocols.h2client import parse_frames
 
 MAX_FRAME = 16384
 MAX_BLOCK = 65536
@@ -136,17 +137,6 @@ def test_frames_hyperframe_writes_are_read_alike(frames: list[hf.Frame], cuts: l
         assert_same(mine, theirs)
 
 
-def parse_with_hyperframe(data: bytes) -> list[hf.Frame]:
-    frames = []
-    view = memoryview(data)
-    while view:
-        frame, length = hf.Frame.parse_frame_header(view[:9])
-        frame.parse_body(view[9 : 9 + length])
-        frames.append(frame)
-        view = view[9 + length :]
-    return frames
-
-
 @settings(max_examples=100, deadline=None)
 @given(stream_ids, payloads, st.booleans(), st.binary(max_size=40000))
 def test_frames_hasten_writes_are_read_alike_by_hyperframe(
@@ -165,7 +155,7 @@ def test_frames_hasten_writes_are_read_alike_by_hyperframe(
     written = writer.take()
     assert len(written) == size
     assert writer.take() == b""
-    frames = parse_with_hyperframe(written)
+    frames = parse_frames(written)
     block_frames = frames[: len(frames) - 7]
     assert [frame.type for frame in block_frames] == [HEADERS] + [CONTINUATION] * (
         len(block_frames) - 1

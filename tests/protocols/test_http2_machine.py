@@ -39,6 +39,7 @@ from hasten.protocols.http2.machine import (
     H2Machine,
     StreamClosedError,
 )
+from tests.protocols.h2client import parse_frames
 
 LIMITS = H2Limits(
     max_concurrent_streams=100,
@@ -64,19 +65,8 @@ class Outcome:
     goaway_received: bool = False
 
 
-def sent_frames(data: bytes) -> list[hf.Frame]:
-    frames = []
-    view = memoryview(data)
-    while view:
-        frame, length = hf.Frame.parse_frame_header(view[:9])
-        frame.parse_body(view[9 : 9 + length])
-        frames.append(frame)
-        view = view[9 + length :]
-    return frames
-
-
 def outcome_of_sent(outcome: Outcome, data: bytes) -> Outcome:
-    for frame in sent_frames(data):
+    for frame in parse_frames(data):
         if isinstance(frame, hf.RstStreamFrame):
             outcome.resets_sent.append((frame.stream_id, frame.error_code))
         elif isinstance(frame, hf.GoAwayFrame) and frame.error_code:
@@ -304,7 +294,7 @@ def test_stream_errors_reset_the_stream_and_keep_the_connection() -> None:
         (STREAM_REFUSED, 1),
     ]
     assert events[2].error_code == ErrorCode.STREAM_CLOSED  # §5.1: half-closed (remote)
-    sent = sent_frames(machine.data_to_send())
+    sent = parse_frames(machine.data_to_send())
     assert [(frame.type, frame.stream_id) for frame in sent] == [(4, 0), (3, 1), (6, 0)]
 
 
@@ -453,7 +443,7 @@ def test_request_body_windows_are_given_back_in_batches() -> None:
     assert received == body
     window_updates = [
         frame
-        for frame in sent_frames(exchange.server.data_to_send())
+        for frame in parse_frames(exchange.server.data_to_send())
         if isinstance(frame, hf.WindowUpdateFrame)
     ]
     assert not window_updates  # everything was handed back as it went
@@ -521,7 +511,7 @@ def test_floods_of_frames_run_out_of_budget(frame: bytes) -> None:
     with pytest.raises(FrameError) as caught:
         machine.receive_data(opening + frame * 200, 0.0)
     assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM
-    assert sent_frames(machine.data_to_send())[-1].error_code == ErrorCode.ENHANCE_YOUR_CALM
+    assert parse_frames(machine.data_to_send())[-1].error_code == ErrorCode.ENHANCE_YOUR_CALM
 
 
 def test_budget_refills_with_time() -> None:
@@ -584,5 +574,5 @@ def test_graceful_goaway_lets_streams_finish_and_refuses_new_ones() -> None:
     ]
     exchange.server.data_to_send()
     exchange.server.send_headers(1, [(b":status", b"204")], end_stream=True)
-    (response,) = sent_frames(exchange.server.data_to_send())
+    (response,) = parse_frames(exchange.server.data_to_send())
     assert (response.stream_id, "END_STREAM" in response.flags) == (1, True)
