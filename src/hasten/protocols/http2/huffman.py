@@ -155,7 +155,8 @@ _ACCEPTING: Final[bytes] = _DECODING_TABLES[1]
 def huffman_decode(data: bytes) -> bytes:
     """The octets ``data`` codes; :class:`HuffmanError` if it is not a valid coding."""
     transitions = _TRANSITIONS
-    decoded = bytearray()
+    # A list, not a bytearray: compiled, appending to it is a primitive, not a method call.
+    decoded: list[int] = []
     state = 0
     for octet in data:
         step = transitions[state << 4 | octet >> 4]
@@ -188,7 +189,7 @@ def huffman_encode(data: bytes) -> bytes:
     """``data`` Huffman-coded, padded to an octet with the leading bits of EOS."""
     codes = CODES
     lengths = CODE_LENGTHS
-    encoded = bytearray()
+    encoded: list[int] = []
     # Fewer than 8 bits wait between octets, so ``pending`` stays within 38 bits.
     pending = 0
     pending_bits = 0
