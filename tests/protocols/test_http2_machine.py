@@ -576,3 +576,146 @@ def test_graceful_goaway_lets_streams_finish_and_refuses_new_ones() -> None:
     exchange.server.send_headers(1, [(b":status", b"204")], end_stream=True)
     (response,) = parse_frames(exchange.server.data_to_send())
     assert (response.stream_id, "END_STREAM" in response.flags) == (1, True)
+
+
+# -- Equivalent responses: the same answers sent through h2 and through hasten ----------------
+
+
+class H2Server:
+    """h2's server side behind the few calls the response differential needs."""
+
+    def __init__(self) -> None:
+        self.machine = h2.connection.H2Connection(server_configuration())
+        self.machine.initiate_connection()
+
+    def receive(self, data: bytes) -> None:
+        self.machine.receive_data(data)
+
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        self.machine.send_headers(stream_id, headers, end_stream=end)
+
+    def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        self.machine.send_data(stream_id, data, end_stream=end)
+
+    def window(self, stream_id: int) -> int:
+        return min(
+            self.machine.local_flow_control_window(stream_id),
+            self.machine.max_outbound_frame_size,
+        )
+
+    def data_to_send(self) -> bytes:
+        return self.machine.data_to_send()
+
+
+class HastenServer(H2Server):
+    def __init__(self) -> None:
+        self.machine = H2Machine(LIMITS, extended_connect=False, now=0.0)  # type: ignore[assignment]
+        self.hasten = self.machine
+        self.hasten.initiate_connection()
+
+    def receive(self, data: bytes) -> None:
+        self.hasten.receive_data(data, 0.0)
+
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end: bool) -> None:
+        self.hasten.send_headers(stream_id, headers, end)
+
+    def send_data(self, stream_id: int, data: bytes, end: bool) -> None:
+        self.hasten.send_data(stream_id, data, end)
+
+    def window(self, stream_id: int) -> int:
+        return min(self.hasten.send_window(stream_id), self.hasten.max_outbound_frame_size)
+
+    def data_to_send(self) -> bytes:
+        return self.hasten.data_to_send()
+
+
+Response = tuple[list[tuple[bytes, bytes]], bytes, list[tuple[bytes, bytes]]]
+
+
+def client_view(server: H2Server, responses: list[Response], settings: dict[int, int]) -> list:
+    """What an h2 client makes of ``responses``, one per stream, sent by ``server`` as fast
+    as the client's windows allow while the client reads."""
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None)
+    )
+    client.initiate_connection()
+    if settings:
+        client.update_settings(settings)
+    stream_ids = [1 + 2 * n for n in range(len(responses))]
+    for stream_id in stream_ids:
+        client.send_headers(stream_id, REQUEST_FIELDS[0], end_stream=True)
+    seen: dict[int, list[Any]] = {stream_id: [None, b"", None] for stream_id in stream_ids}
+    left = {}
+
+    def pump() -> None:
+        while True:
+            to_server = client.data_to_send()
+            if to_server:
+                server.receive(to_server)
+            to_client = server.data_to_send()
+            if not to_server and not to_client:
+                return
+            for event in client.receive_data(to_client) if to_client else []:
+                if isinstance(event, h2.events.ResponseReceived):
+                    seen[event.stream_id][0] = event.headers
+                elif isinstance(event, h2.events.DataReceived):
+                    seen[event.stream_id][1] += event.data
+                    client.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    seen[event.stream_id][2] = event.headers
+
+    pump()
+    for stream_id, (head, body, trailers) in zip(stream_ids, responses, strict=True):
+        server.send_headers(stream_id, head, end=not body and not trailers)
+        left[stream_id] = (body, trailers)
+    while any(body or trailers for body, trailers in left.values()):
+        for stream_id, (body, trailers) in left.items():
+            size = min(server.window(stream_id), len(body))
+            if size:
+                last = size == len(body) and not trailers
+                server.send_data(stream_id, body[:size], end=last)
+            trailers_now = size == len(body) and trailers
+            if trailers_now:
+                server.send_headers(stream_id, trailers, end=True)
+            left[stream_id] = (body[size:], [] if trailers_now else trailers)
+        pump()
+    return [seen[stream_id] for stream_id in stream_ids]
+
+
+# Fields h2's client accepts (it checks them): no content-length, values without edge spaces.
+_names = st.sampled_from([b"content-type", b"x-a", b"set-cookie", b"etag", b"vary"])
+_values = st.one_of(
+    st.sampled_from([b"text/plain", b"1", b"abc" * 50]),
+    st.from_regex(rb"[!-~]([ -~]{0,28}[!-~])?", fullmatch=True),
+)
+_response_heads = st.lists(st.tuples(_names, _values), max_size=6).map(
+    lambda fields: [(b":status", b"200"), *fields]
+)
+_responses = st.lists(
+    st.tuples(
+        _response_heads,
+        st.one_of(st.just(b""), st.binary(max_size=50), st.just(b"z" * 100_000)),
+        st.lists(st.tuples(st.just(b"x-trailer"), _values), max_size=1),
+    ),
+    min_size=1,
+    max_size=4,
+)
+_client_settings = st.fixed_dictionaries(
+    {},
+    optional={
+        h2.settings.SettingCodes.HEADER_TABLE_SIZE: st.sampled_from([0, 100, 4096]),
+        h2.settings.SettingCodes.MAX_FRAME_SIZE: st.sampled_from([16384, 100_000]),
+        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: st.sampled_from([1000, 65535, 2**20]),
+    },
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_responses, _client_settings)
+def test_responses_reach_a_client_as_h2s_do(
+    responses: list[Response], client_settings: dict[int, int]
+) -> None:
+    theirs = client_view(H2Server(), responses, client_settings)
+    ours = client_view(HastenServer(), responses, client_settings)
+    assert ours == theirs
+    assert [body for _, body, _ in ours] == [body for _, body, _ in responses]
