@@ -719,3 +719,24 @@ def test_responses_reach_a_client_as_h2s_do(
     ours = client_view(HastenServer(), responses, client_settings)
     assert ours == theirs
     assert [body for _, body, _ in ours] == [body for _, body, _ in responses]
+
+
+@pytest.mark.parametrize("extended_connect", [True, False])
+def test_extended_connect_is_advertised_when_websockets_are_on(extended_connect: bool) -> None:
+    # RFC 8441 §3: SETTINGS_ENABLE_CONNECT_PROTOCOL; the request's :protocol is passed on
+    # for http2/fields.py to judge.
+    machine = H2Machine(LIMITS, extended_connect=extended_connect, now=0.0)
+    machine.initiate_connection()
+    (server_settings, _) = parse_frames(machine.data_to_send())
+    assert server_settings.settings[8] == int(extended_connect)
+    assert server_settings.settings[2] == 0  # no push (RFC 9113 §8.4)
+    fields = [(":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "https")]
+    fields += [(":path", "/chat"), (":authority", "a")]
+    block = hpack.Encoder().encode(fields)
+    events = machine.receive_data(
+        PREFACE
+        + hf.SettingsFrame(0).serialize()
+        + hf.HeadersFrame(1, block, flags=["END_HEADERS"]).serialize(),
+        0.0,
+    )
+    assert (b":protocol", b"websocket") in events[-1].headers
