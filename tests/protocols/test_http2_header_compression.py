@@ -159,9 +159,7 @@ def test_never_indexed_fields_are_encoded_as_such() -> None:
     ("value", "prefix", "encoded"), [(10, 5, "0a"), (1337, 5, "1f9a0a"), (42, 8, "2a")]
 )
 def test_rfc_7541_integer_examples(value: int, prefix: int, encoded: str) -> None:
-    out = bytearray()
-    encode_integer(out, 0, value, prefix)
-    assert out.hex() == encoded
+    assert encode_integer(0, value, prefix).hex() == encoded
 
 
 # -- Against the hpack package -------------------------------------------------------------
@@ -255,9 +253,7 @@ def test_table_size_updates_tell_the_peer_the_smallest_size_first() -> None:
 
 
 def size_update(size: int) -> bytes:
-    out = bytearray()
-    encode_integer(out, 0x20, size, 5)
-    return bytes(out)
+    return encode_integer(0x20, size, 5)
 
 
 @pytest.mark.parametrize(
@@ -310,9 +306,7 @@ def test_hpack_bomb_stops_at_the_header_list_limit() -> None:
 
 
 def encode_string_raw(value: bytes) -> bytes:
-    out = bytearray()
-    encode_integer(out, 0, len(value), 7)
-    return bytes(out + value)
+    return encode_integer(0, len(value), 7) + value
 
 
 def test_huffman_errors_are_value_errors() -> None:

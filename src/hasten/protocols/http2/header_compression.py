@@ -85,9 +85,19 @@ STATIC_TABLE: Final[tuple[Field, ...]] = (
     (b"www-authenticate", b""),
 )
 _STATIC_ENTRIES: Final = len(STATIC_TABLE)
-_STATIC_FIELD_INDEX: Final[dict[Field, int]] = {
-    field: index for index, field in enumerate(STATIC_TABLE, 1) if field[1]
-}
+
+
+def _static_field_index() -> dict[bytes, dict[bytes, int]]:
+    """The static entries with a value, by name then value: compiled, a (name, value) key
+    would be a new tuple at each lookup."""
+    index: dict[bytes, dict[bytes, int]] = {}
+    for position, (name, value) in enumerate(STATIC_TABLE, 1):
+        if value:
+            index.setdefault(name, {})[value] = position
+    return index
+
+
+_STATIC_FIELD_INDEX: Final = _static_field_index()
 _STATIC_NAME_INDEX: Final[dict[bytes, int]] = {
     name: index for index, (name, _) in reversed(list(enumerate(STATIC_TABLE, 1)))
 }
@@ -276,30 +286,35 @@ def decode_string(block: bytes, position: int) -> tuple[bytes, int]:
         raise HeaderCompressionError(str(exc)) from exc
 
 
-def encode_integer(out: bytearray, first_bits: int, value: int, prefix_bits: int) -> None:
-    """Append ``value`` with a ``prefix_bits`` prefix, the octet's other bits ``first_bits``."""
+# Every one-octet representation, made once: most fields are one octet (an index).
+_OCTETS: Final[tuple[bytes, ...]] = tuple(bytes((octet,)) for octet in range(256))
+
+
+def encode_integer(first_bits: int, value: int, prefix_bits: int) -> bytes:
+    """``value`` with a ``prefix_bits`` prefix, the first octet's other bits ``first_bits``."""
     prefix_max = (1 << prefix_bits) - 1
     if value < prefix_max:
-        out.append(first_bits | value)
-        return
-    out.append(first_bits | prefix_max)
+        return _OCTETS[first_bits | value]
+    octets = [first_bits | prefix_max]
     value -= prefix_max
     while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
+        octets.append(value & 0x7F | 0x80)
         value >>= 7
-    out.append(value)
+    octets.append(value)
+    return bytes(octets)
 
 
-def encode_string(out: bytearray, value: bytes, huffman: bool) -> None:
-    """Append a string literal, Huffman-coded if ``huffman`` and that makes it no longer."""
+def encode_string(parts: list[bytes], value: bytes, huffman: bool) -> None:
+    """Add a string literal to ``parts``, Huffman-coded if ``huffman`` and that makes it no
+    longer."""
     if huffman and value:
         coded_length = huffman_encoded_length(value)
         if coded_length <= len(value):
-            encode_integer(out, _HUFFMAN, coded_length, 7)
-            out += huffman_encode(value)
+            parts.append(encode_integer(_HUFFMAN, coded_length, 7))
+            parts.append(huffman_encode(value))
             return
-    encode_integer(out, 0, len(value), 7)
-    out += value
+    parts.append(encode_integer(0, len(value), 7))
+    parts.append(value)
 
 
 class _IndexedTable(DynamicTable):
@@ -315,23 +330,31 @@ class _IndexedTable(DynamicTable):
         super().__init__(max_size)
         self.inserted = 0
         self.evicted_count = 0
-        self.by_field: dict[Field, int] = {}
+        # Entry numbers by name then value, and by name alone.
+        self.by_field: dict[bytes, dict[bytes, int]] = {}
         self.by_name: dict[bytes, int] = {}
 
     def add(self, field: Field) -> bool:
         if not super().add(field):
             return False
         self.inserted += 1
-        self.by_field[field] = self.inserted
-        self.by_name[field[0]] = self.inserted
+        name, value = field
+        values = self.by_field.get(name)
+        if values is None:
+            values = self.by_field[name] = {}
+        values[value] = self.inserted
+        self.by_name[name] = self.inserted
         return True
 
     def evicted(self, name: bytes, value: bytes) -> None:
         self.evicted_count += 1
         number = self.evicted_count
         # A newer entry with the same field or name may have taken the mapping over.
-        if self.by_field.get((name, value)) == number:
-            del self.by_field[(name, value)]
+        values = self.by_field.get(name)
+        if values is not None and values.get(value) == number:
+            del values[value]
+            if not values:
+                del self.by_field[name]
         if self.by_name.get(name) == number:
             del self.by_name[name]
 
@@ -374,42 +397,50 @@ class HeaderEncoder:
     def encode(self, fields: Sequence[Field], never_indexed: Sequence[int] = ()) -> bytes:
         """One header block of ``fields``; those at the positions ``never_indexed`` are
         sent as never indexed (RFC 7541 §6.2.3)."""
-        out = bytearray()
+        # The parts of the block, joined once: compiled, list.append is a primitive where
+        # bytearray's methods are calls.
+        parts: list[bytes] = []
         if self.pending_size_update:
             self.pending_size_update = False
             # §4.2: the smallest size since the last block first, so the peer evicts as we did.
             if self.smallest_size_update < self.table.max_size:
-                encode_integer(out, _TABLE_SIZE_UPDATE, self.smallest_size_update, 5)
-            encode_integer(out, _TABLE_SIZE_UPDATE, self.table.max_size, 5)
-        for position, field in enumerate(fields):
+                parts.append(encode_integer(_TABLE_SIZE_UPDATE, self.smallest_size_update, 5))
+            parts.append(encode_integer(_TABLE_SIZE_UPDATE, self.table.max_size, 5))
+        for position, (name, value) in enumerate(fields):
             if never_indexed and position in never_indexed:
-                self._encode_literal(out, field, _NEVER_INDEXED, 4)
+                self._encode_literal(parts, name, value, _NEVER_INDEXED, 4)
             else:
-                self._encode_field(out, field)
-        return bytes(out)
+                self._encode_field(parts, name, value)
+        return b"".join(parts)
 
-    def _encode_field(self, out: bytearray, field: Field) -> None:
-        index = _STATIC_FIELD_INDEX.get(field, 0)
+    def _encode_field(self, parts: list[bytes], name: bytes, value: bytes) -> None:
+        index = 0
+        values = _STATIC_FIELD_INDEX.get(name)
+        if values is not None:
+            index = values.get(value, 0)
         if not index:
-            number = self.table.by_field.get(field, 0)
-            if number:
-                index = self.table.index_of(number)
+            values = self.table.by_field.get(name)
+            if values is not None:
+                number = values.get(value, 0)
+                if number:
+                    index = self.table.index_of(number)
         if index:
-            encode_integer(out, _INDEXED, index, 7)
-        elif field[0] in self.unindexed:
-            self._encode_literal(out, field, 0, 4)
+            parts.append(encode_integer(_INDEXED, index, 7))
+        elif name in self.unindexed:
+            self._encode_literal(parts, name, value, 0, 4)
         else:
-            self._encode_literal(out, field, _INCREMENTAL_INDEXING, 6)
-            self.table.add(field)
+            self._encode_literal(parts, name, value, _INCREMENTAL_INDEXING, 6)
+            self.table.add((name, value))
 
-    def _encode_literal(self, out: bytearray, field: Field, first_bits: int, prefix: int) -> None:
-        name, value = field
+    def _encode_literal(
+        self, parts: list[bytes], name: bytes, value: bytes, first_bits: int, prefix: int
+    ) -> None:
         name_index = _STATIC_NAME_INDEX.get(name, 0)
         if not name_index:
             number = self.table.by_name.get(name, 0)
             if number:
                 name_index = self.table.index_of(number)
-        encode_integer(out, first_bits, name_index, prefix)
+        parts.append(encode_integer(first_bits, name_index, prefix))
         if not name_index:
-            encode_string(out, name, self.huffman)
-        encode_string(out, value, self.huffman)
+            encode_string(parts, name, self.huffman)
+        encode_string(parts, value, self.huffman)
