@@ -304,17 +304,30 @@ def encode_integer(first_bits: int, value: int, prefix_bits: int) -> bytes:
     return bytes(octets)
 
 
+# Huffman-coded string literals already made, shared by every connection (the coding has
+# no state): a server sends the same values response after response. Bounded by clearing.
+_CODED_LITERALS: Final[dict[bytes, bytes]] = {}
+_CODED_LITERALS_MAX: Final = 4096
+
+
 def encode_string(parts: list[bytes], value: bytes, huffman: bool) -> None:
     """Add a string literal to ``parts``, Huffman-coded if ``huffman`` and that makes it no
     longer."""
-    if huffman and value:
+    if not (huffman and value):
+        parts.append(encode_integer(0, len(value), 7))
+        parts.append(value)
+        return
+    literal = _CODED_LITERALS.get(value)
+    if literal is None:
         coded_length = huffman_encoded_length(value)
         if coded_length <= len(value):
-            parts.append(encode_integer(_HUFFMAN, coded_length, 7))
-            parts.append(huffman_encode(value))
-            return
-    parts.append(encode_integer(0, len(value), 7))
-    parts.append(value)
+            literal = encode_integer(_HUFFMAN, coded_length, 7) + huffman_encode(value)
+        else:
+            literal = encode_integer(0, len(value), 7) + value
+        if len(_CODED_LITERALS) >= _CODED_LITERALS_MAX:
+            _CODED_LITERALS.clear()
+        _CODED_LITERALS[value] = literal
+    parts.append(literal)
 
 
 class _IndexedTable(DynamicTable):
