@@ -18,7 +18,7 @@ import h2.config
 import h2.connection
 import h2.events
 
-from hasten.config import Config
+from hasten.config import Config, settings_view
 from hasten.protocols.http2.connection import server_configuration
 from hasten.protocols.http2.limits import H2Limits
 from hasten.protocols.http2.machine import REQUEST as REQUEST_EVENT
@@ -67,7 +67,7 @@ class HastenServer:
     """hasten's own state machine, with the default limits."""
 
     def __init__(self) -> None:
-        limits = H2Limits.from_config(Config(app="bench.apps.plain:hello"))
+        limits = settings_view(H2Limits, Config(app="bench.apps.plain:hello"))
         self.machine = H2Machine(limits, extended_connect=False, now=time.monotonic())
         self.machine.initiate_connection()
 

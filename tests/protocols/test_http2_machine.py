@@ -42,13 +42,13 @@ from hasten.protocols.http2.machine import (
 from tests.protocols.h2client import parse_frames
 
 LIMITS = H2Limits(
-    max_concurrent_streams=100,
-    initial_window_size=65535,
-    max_frame_size=16384,
-    max_header_list_size=65536,
-    max_reset_streams=10_000,
-    max_control_frames=10_000,
-    timeout_stalled_stream=10.0,
+    h2_max_concurrent_streams=100,
+    h2_initial_window_size=65535,
+    h2_max_frame_size=16384,
+    h2_max_header_list_size=65536,
+    h2_max_reset_streams=10_000,
+    h2_max_control_frames=10_000,
+    h2_timeout_stalled_stream=10.0,
     limit_request_body=None,
 )
 Item = tuple[object, ...]
@@ -79,15 +79,15 @@ def run_h2(data: bytes) -> Outcome:
     machine.local_settings = h2.settings.Settings(
         client=False,
         initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: LIMITS.max_concurrent_streams,
-            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: LIMITS.initial_window_size,
-            h2.settings.SettingCodes.MAX_FRAME_SIZE: LIMITS.max_frame_size,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: LIMITS.max_header_list_size,
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: LIMITS.h2_max_concurrent_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: LIMITS.h2_initial_window_size,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: LIMITS.h2_max_frame_size,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: LIMITS.h2_max_header_list_size,
             h2.settings.SettingCodes.ENABLE_PUSH: 0,
             h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
         },
     )
-    machine.decoder.max_header_list_size = LIMITS.max_header_list_size
+    machine.decoder.max_header_list_size = LIMITS.h2_max_header_list_size
     machine.initiate_connection()
     machine.increment_flow_control_window(LIMITS.connection_window - 65535)
     machine.data_to_send()

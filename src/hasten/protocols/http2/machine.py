@@ -171,9 +171,9 @@ class H2Machine:
     def __init__(self, limits: H2Limits, extended_connect: bool, now: float) -> None:
         self.limits = limits
         self.extended_connect = extended_connect
-        self.reader = FrameReader(limits.max_frame_size, limits.max_header_list_size)
+        self.reader = FrameReader(limits.h2_max_frame_size, limits.h2_max_header_list_size)
         self.writer = FrameWriter()
-        self.decoder = HeaderDecoder(limits.max_header_list_size)
+        self.decoder = HeaderDecoder(limits.h2_max_header_list_size)
         self.encoder = HeaderEncoder(unindexed_names=_UNINDEXED_RESPONSE_FIELDS)
         self.streams: dict[int, StreamState] = {}
         self.closed_streams: dict[int, int] = {}
@@ -188,8 +188,8 @@ class H2Machine:
         self.connection_send_window = DEFAULT_WINDOW
         self.connection_receive_window = DEFAULT_WINDOW
         self.connection_unacknowledged = 0
-        self.control_budget = RateBudget(limits.max_control_frames, now)
-        self.reset_budget = RateBudget(limits.max_reset_streams, now)
+        self.control_budget = RateBudget(limits.h2_max_control_frames, now)
+        self.reset_budget = RateBudget(limits.h2_max_reset_streams, now)
         # Frames handled here that the caller hears nothing of (late frames on closed
         # streams...): they spend the control budget all the same.
         self.frames_without_effect = 0
@@ -202,10 +202,10 @@ class H2Machine:
         limits = self.limits
         self.writer.settings(
             [
-                (MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams),
-                (INITIAL_WINDOW_SIZE, limits.initial_window_size),
-                (MAX_FRAME_SIZE, limits.max_frame_size),
-                (MAX_HEADER_LIST_SIZE, limits.max_header_list_size),
+                (MAX_CONCURRENT_STREAMS, limits.h2_max_concurrent_streams),
+                (INITIAL_WINDOW_SIZE, limits.h2_initial_window_size),
+                (MAX_FRAME_SIZE, limits.h2_max_frame_size),
+                (MAX_HEADER_LIST_SIZE, limits.h2_max_header_list_size),
                 # RFC 9113 §8.4: this server never pushes.
                 (ENABLE_PUSH, 0),
                 # RFC 8441 §3: WebSockets by extended CONNECT, when they are on.
@@ -335,7 +335,7 @@ class H2Machine:
         self._check_new_stream_id(stream_id)
         self.highest_stream_id = stream_id
         if (
-            len(self.streams) >= self.limits.max_concurrent_streams
+            len(self.streams) >= self.limits.h2_max_concurrent_streams
             or self.goaway_received
             or self.goaway_sent
         ):
@@ -362,9 +362,9 @@ class H2Machine:
 
     def _initial_receive_window(self) -> int:
         if self.local_settings_acknowledged:
-            return self.limits.initial_window_size
+            return self.limits.h2_initial_window_size
         # §6.9.2: until the client acknowledges our SETTINGS, it may use the default window.
-        return max(self.limits.initial_window_size, DEFAULT_WINDOW)
+        return max(self.limits.h2_initial_window_size, DEFAULT_WINDOW)
 
     def _receive_data_frame(self, frame: Frame, events: list[H2Event], now: float) -> None:
         stream_id = frame.stream_id
@@ -479,7 +479,7 @@ class H2Machine:
     def _apply_local_initial_window(self) -> None:
         """Our SETTINGS are acknowledged: the windows of streams opened before shrink to our
         initial window if it is below the default (§6.9.2)."""
-        delta = self.limits.initial_window_size - DEFAULT_WINDOW
+        delta = self.limits.h2_initial_window_size - DEFAULT_WINDOW
         if delta < 0:
             for stream in self.streams.values():
                 stream.receive_window += delta
@@ -598,7 +598,7 @@ class H2Machine:
         if stream is None or stream.remote_closed:
             return
         stream.unacknowledged += size
-        if stream.unacknowledged >= self.limits.initial_window_size // 2:
+        if stream.unacknowledged >= self.limits.h2_initial_window_size // 2:
             self.writer.window_update(stream_id, stream.unacknowledged)
             stream.receive_window += stream.unacknowledged
             stream.unacknowledged = 0
