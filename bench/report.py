@@ -14,6 +14,9 @@ STREAM_NOISE = 0.95
 # "Memory flat": RSS may grow this much while 1 MiB responses stream (after a warm-up).
 STREAM_FLAT_KB = 8 * 1024
 IDLE_LIMIT_BYTES = 3 * 1024
+# Issue 17's file targets: 64 MiB files, four at a time, each far larger than this growth.
+FILE_SCENARIOS = ("file", "static")
+FILE_FLAT_KB = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,13 +104,7 @@ def check_targets(results: Results) -> list[Check]:
             f"stream no worse than uvicorn (>= {STREAM_NOISE}x, run-to-run noise)",
         )
     )
-    streamed = _ran(results, "stream", "hasten")
-    name = f"stream memory flat (RSS growth <= {STREAM_FLAT_KB // 1024} MiB)"
-    if streamed and streamed.rss_growth_kb is not None:
-        detail = f"grew {streamed.rss_growth_kb / 1024:.1f} MiB"
-        checks.append(_verdict(name, streamed.rss_growth_kb <= STREAM_FLAT_KB, detail))
-    else:
-        checks.append(Check("SKIP", name, "not measured"))
+    checks.append(_flat_memory_check(results, "stream", STREAM_FLAT_KB))
     # Issue 18's WebSocket targets.
     checks.append(_rate_check(results, "ws", "uvicorn", 1.5))
     checks.append(_rate_check(results, "ws64k", "uvicorn", 1.3))
@@ -123,7 +120,22 @@ def check_targets(results: Results) -> list[Check]:
         checks.append(_verdict("h2 0 failed", h2.errors == 0, f"{h2.errors} failed"))
     # Issue 6's HTTP/2 target; hypercorn is the peer that shares the h2 library.
     checks.append(_rate_check(results, "h2", "hypercorn", 10.0))
+    # Issue 17: a 64 MiB file at >= 2x uvicorn and >= granian, with flat memory.
+    for scenario in FILE_SCENARIOS:
+        checks.append(_rate_check(results, scenario, "uvicorn", 2.0))
+        checks.append(_rate_check(results, scenario, "granian", 1.0))
+        checks.append(_flat_memory_check(results, scenario, FILE_FLAT_KB))
     return checks
+
+
+def _flat_memory_check(results: Results, scenario: str, limit_kb: int) -> Check:
+    """Whether hasten's peak RSS grew at most ``limit_kb`` over the scenario's load."""
+    served = _ran(results, scenario, "hasten")
+    name = f"{scenario} memory flat (RSS growth <= {limit_kb // 1024} MiB)"
+    if served is None or served.rss_growth_kb is None:
+        return Check("SKIP", name, "not measured")
+    detail = f"grew {served.rss_growth_kb / 1024:.1f} MiB"
+    return _verdict(name, served.rss_growth_kb <= limit_kb, detail)
 
 
 def baseline_lines(results: Results, baseline: str) -> list[str]:

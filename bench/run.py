@@ -26,10 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import clients, report, websocket_load
+from bench.apps.files import FILES_DIR, make_big_file
 from bench.measure import CpuClock, LoadResult, Sample, parse_h2load, parse_wrk, summarise
 from bench.servers import (
     BASELINE_NAME,
     CLIENT_CPU,
+    GRANIAN,
     HASTEN,
     HYPERCORN,
     PEERS,
@@ -122,6 +124,19 @@ SCENARIOS = (
         websocket=WebSocketLoad(1, 4, b"b" * 32, listeners=1000),
     ),
     Scenario("h2", "h2load -c 8 -m 32, HTTP/2 prior knowledge", "plain:hello", "h2", 8),
+    Scenario(
+        "file", "64 MiB file, Starlette FileResponse (pathsend where offered), 4 conns",
+        "files:app", "wrk", 4, path="/big.bin", unit="files/s",
+    ),
+    Scenario(
+        "static", "64 MiB file from the server's static mount (uvicorn: Starlette "
+        "StaticFiles), 4 conns", "files:app", "wrk", 4, path="/static/big.bin",
+        unit="files/s",
+        server_options=tuple(
+            (name, ("--static-path-route", "/static", "--static-path-mount", str(FILES_DIR)))
+            for name in (HASTEN.name, BASELINE_NAME, GRANIAN.name)
+        ),
+    ),
 )  # fmt: skip
 
 
@@ -367,6 +382,9 @@ def write_report(
         "  rate is messages delivered to all, and its KB/conn the server's RSS growth per",
         "  idle open WebSocket (before the load).",
         "- `h2`: `h2load -c8 -m32` with prior knowledge (no percentiles: h2load prints none).",
+        "- `file`, `static`: `wrk -c4` on a 64 MiB file of random bytes; `static` is the",
+        "  server's own static mount (`--static-path-mount`) where it has one, Starlette's",
+        "  `StaticFiles` on uvicorn. Peak RSS is the run's; the targets want it flat.",
         "- **client CPU** is the load generator's CPU time over the measured run's wall time",
         "  (its rusage: wrk's and h2load's as a waited-for child, the Python clients' own).",
         "  Every generator is single-threaded on CPU 1, so near 100% it is saturated and the",
@@ -483,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     os.sched_setaffinity(0, {int(CLIENT_CPU)})
     clients.raise_open_file_limit(settings.idle_connections * 2 + 4096)
     scenarios = [s for s in SCENARIOS if not args.only or s.name in args.only]
+    if any(s.name in report.FILE_SCENARIOS for s in scenarios):
+        make_big_file()  # before any server starts: a static mount must exist
     info = machine_info()
     # Absolute: the servers run from bench/apps.
     extra = (baseline(os.path.abspath(args.baseline)),) if args.baseline else ()

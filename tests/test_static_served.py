@@ -197,6 +197,24 @@ def test_http2_large_file(public: Path, server: RunningServer, h2_client: httpx.
     (public / "big.bin").write_bytes(data)
     response = h2_client.get(f"{server.url}/static/big.bin")
     assert response.status_code == 200 and response.content == data
+    ranged = h2_client.get(f"{server.url}/static/big.bin", headers={"Range": "bytes=70000-2000000"})
+    assert ranged.status_code == 206 and ranged.content == data[70000:2000001]
+
+
+def test_ranges_of_a_large_file_over_sendfile(public: Path, server: RunningServer) -> None:
+    """Plain HTTP/1.1 sends the range from its offset with os.sendfile."""
+    data = os.urandom(1024 * 1024 + 3)
+    (public / "big.bin").write_bytes(data)
+    url = f"{server.url}/static/big.bin"
+    for wanted, expected in (
+        ("100000-899999", data[100000:900000]),
+        ("-70000", data[-70000:]),
+        ("1048575-", data[1048575:]),
+    ):
+        status, headers, body = curl(url, "--range", wanted)
+        assert status == 206 and body == expected, wanted
+        assert headers["content-length"] == str(len(expected))
+    assert curl(url)[2] == data
 
 
 # -- hostile paths, as raw bytes ------------------------------------------------------------
@@ -257,7 +275,10 @@ def test_a_file_truncated_mid_response_aborts_it_and_the_server_goes_on(
 
 
 def test_a_file_truncated_mid_response_resets_the_http2_stream_only(
-    public: Path, server: RunningServer, h2_client: httpx.Client
+    public: Path,
+    server: RunningServer,
+    h2_client: httpx.Client,
+    captured_errors: list[logging.LogRecord],
 ) -> None:
     big = public / "big.bin"
     with big.open("wb") as handle:
@@ -273,6 +294,8 @@ def test_a_file_truncated_mid_response_resets_the_http2_stream_only(
             pass
     # The same connection goes on serving.
     assert h2_client.get(f"{server.url}/static/a.txt").content == TEXT
+    aborted = [record for record in captured_errors if "could not be sent" in record.getMessage()]
+    assert len(aborted) == 1
 
 
 # -- the command line, and memory -----------------------------------------------------------

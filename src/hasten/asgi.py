@@ -181,7 +181,8 @@ WEBSOCKET_DENIAL_EXTENSION = "websocket.http.response"
 def websocket_scope(http_scope: Scope) -> Scope:
     """The ASGI websocket scope of an upgrade request, from the request's HTTP scope: the
     same keys but ``method``, with ``type`` "websocket", scheme ``ws``/``wss``,
-    ``subprotocols``, and the denial extension advertised.
+    ``subprotocols``, and the denial extension advertised instead of the HTTP response's
+    (trailers, files...), which a WebSocket has no use for.
 
     Subprotocols are the comma-separated tokens of every ``Sec-WebSocket-Protocol`` field
     (RFC 6455 §4.2.1 item 8), decoded as Latin-1 so that no byte can make decoding fail.
@@ -197,5 +198,10 @@ def websocket_scope(http_scope: Scope) -> Scope:
     scope["type"] = "websocket"
     scope["scheme"] = "wss" if http_scope["scheme"] in ("https", "wss") else "ws"
     scope["subprotocols"] = subprotocols
-    scope["extensions"] = {**http_scope["extensions"], WEBSOCKET_DENIAL_EXTENSION: {}}
+    scope["extensions"] = {
+        name: value
+        for name, value in http_scope["extensions"].items()
+        if not name.startswith("http.response.")
+    }
+    scope["extensions"][WEBSOCKET_DENIAL_EXTENSION] = {}
     return scope

@@ -35,13 +35,12 @@ from typing import TYPE_CHECKING, Final
 from hasten.asgi import (
     PLAIN_RESPONSE_CONTENT_TYPE,
     ASGIApplication,
-    ClientDisconnected,
     Receive,
     Scope,
     Send,
 )
 from hasten.asgi import plain_response_body as _plain_body
-from hasten.logs import error_logger
+from hasten.protocols.files import ZEROCOPYSEND_EXTENSION
 from hasten.settings import SettingValueError
 from hasten.static_fields import (
     UNSATISFIABLE,
@@ -57,7 +56,6 @@ from hasten.static_fields import (
 if TYPE_CHECKING:
     from hasten.config import Config
 
-CHUNK_SIZE: Final = 64 * 1024
 ALLOWED_METHODS: Final = b"GET, HEAD"
 # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
 _OPEN_FLAGS: Final = (
@@ -475,41 +473,16 @@ def not_found() -> Decision:
     return _plain(404, [])
 
 
-class FileChanged(OSError):
-    """The file being sent gave fewer bytes than it had when the response started."""
-
-
 async def send_file_range(send: Send, fd: int, offset: int, count: int) -> None:
     """Send ``count`` bytes of the open file ``fd`` from ``offset`` as the whole response
     body (after ``http.response.start``), ending the response.
 
-    This is the only place a static file's bytes are sent. Today it reads 64 KiB at a time
-    with ``os.pread`` and sends ``http.response.body`` chunks; each ``send`` waits while the
-    client's connection is full, so memory stays flat whatever the file's size. Once the
-    protocols implement the ASGI ``http.response.zerocopysend`` extension, this becomes:
-    ``if "http.response.zerocopysend" in extensions: await send({"type":
-    "http.response.zerocopysend", "file": fd, "offset": offset, "count": count})``.
-
-    The reads run on the event loop: regular files have no non-blocking mode, and a 64 KiB
-    ``pread`` from the page cache takes microseconds, less than handing it to a thread
-    would. A mount on a slow network filesystem would stall the loop; serve those through
-    a CDN or proxy instead.
-
-    Raises ``FileChanged`` when the file shrank (was truncated) while being sent, and
-    ``OSError`` when it cannot be read.
+    This is the only place a static file's bytes are sent: as one ASGI
+    ``http.response.zerocopysend``, which every hasten protocol offers. Plain HTTP/1.1 sends
+    it with ``os.sendfile``; TLS and HTTP/2 read it in chunks under their flow control. The
+    server aborts the response, and logs it, if the file fails once sending has begun.
     """
-    end = offset + count
-    position = offset
-    while True:
-        size = min(CHUNK_SIZE, end - position)
-        chunk = os.pread(fd, size, position) if size else b""
-        if len(chunk) < size:
-            raise FileChanged(f"file shrank: {position + len(chunk)} of {end} bytes readable")
-        position += size
-        more_body = position < end
-        await send({"type": "http.response.body", "body": chunk, "more_body": more_body})
-        if not more_body:
-            return
+    await send({"type": ZEROCOPYSEND_EXTENSION, "file": fd, "offset": offset, "count": count})
 
 
 class StaticFilesApp:
@@ -536,18 +509,6 @@ class StaticFilesApp:
             return
         try:
             await send_file_range(send, decision.fd, decision.offset, decision.count)
-        except OSError as exc:
-            if not isinstance(exc, ClientDisconnected):
-                # Returning without ending the response makes the server abort it (close
-                # the connection, or reset the HTTP/2 stream): the client must not take a
-                # short body for the whole file.
-                error_logger.warning(
-                    "Static file %r could not be sent (%s); aborting the response.",
-                    scope.get("path"),
-                    exc,
-                )
-                return
-            raise
         finally:
             os.close(decision.fd)
 

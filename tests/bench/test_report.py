@@ -74,6 +74,20 @@ def test_a_peer_that_served_nothing_makes_its_target_skip() -> None:
     assert _status(results, "h2 >= 10.0x hypercorn") == "SKIP"
 
 
+def test_file_targets_are_twice_uvicorn_granian_and_flat_memory() -> None:
+    results = {
+        "static": {
+            "hasten": Sample(rate=20.0, rss_growth_kb=1024),
+            "uvicorn": Sample(rate=10.0),
+            "granian": Sample(rate=21.0),
+        }
+    }
+    assert _status(results, "static >= 2.0x uvicorn") == "PASS"
+    assert _status(results, "static >= 1.0x granian") == "FAIL"
+    assert _status(results, "static memory flat (RSS growth <= 16 MiB)") == "PASS"
+    assert _status(results, "file memory flat (RSS growth <= 16 MiB)") == "SKIP"
+
+
 def test_a_peer_whose_requests_failed_makes_its_target_skip() -> None:
     results = {"h2": {"hasten": Sample(rate=13000.0), "hypercorn": Sample(rate=112.0, errors=16)}}
     assert _status(results, "h2 >= 10.0x hypercorn") == "SKIP"

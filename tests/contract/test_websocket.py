@@ -47,6 +47,27 @@ def test_accepted_websocket_echoes_messages(ws_carrier: WebSocketCarrier) -> Non
         session.disconnect()
 
 
+def test_a_websocket_scope_offers_the_denial_response_and_no_http_response_extension(
+    ws_carrier: WebSocketCarrier,
+) -> None:
+    """Trailers, early hints and file bodies are HTTP response messages: a WebSocket's
+    request offered them over HTTP/2 (trailers, early hints) and would have offered files."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            seen.append(scope["extensions"])
+            await echo(scope, receive, send)
+
+    with ws_carrier.serve(app):
+        session = ws_carrier.open()
+        session.send_text("hi")
+        assert session.receive_text() == "hi"
+        session.disconnect()
+    assert "websocket.http.response" in seen[0]
+    assert not [name for name in seen[0] if name.startswith("http.response.")]
+
+
 def test_close_before_accept_is_a_403(ws_carrier: WebSocketCarrier) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "websocket":

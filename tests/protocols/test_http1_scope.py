@@ -26,7 +26,7 @@ def test_scope_has_type_asgi_versions_and_http_version() -> None:
     assert scope["asgi"] == {"version": "3.0", "spec_version": "2.5"}
     assert scope["http_version"] == "1.1"
     assert scope["scheme"] == "http"
-    assert scope["extensions"] == {}
+    assert scope["extensions"] == {"http.response.pathsend": {}, "http.response.zerocopysend": {}}
 
 
 def test_scope_has_the_exact_set_of_keys() -> None:

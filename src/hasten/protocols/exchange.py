@@ -8,8 +8,11 @@ whatever the app does wrong into a clean answer, with one error policy and one s
 lines. The access log is written here, once per response.
 
 Messages that an ASGI extension adds are taken only where the protocol offers the extension
-(it is named in the scope): trailers and early hints over HTTP/2 today; another such message
-(``http.response.pathsend``) is one more branch in ``send()`` and one more wire method.
+(it is named in the scope): trailers and early hints over HTTP/2; files as the body
+(``http.response.pathsend`` and ``http.response.zerocopysend``, ``files.py``) everywhere,
+sent by the one wire method ``send_file``: ``os.sendfile`` on plain HTTP/1.1
+(``http1/sendfile.py``), else ``send_file_chunks``, the file read in chunks and sent as
+body chunks under the protocol's flow control.
 
 A protocol subclasses it with its wire side only: ``RequestCycle`` (HTTP/1.1,
 ``http1/cycle.py``) and ``H2Stream`` (HTTP/2, ``http2/stream.py``) serialise the head, the
@@ -26,6 +29,15 @@ from typing import Any, Final
 
 from hasten.asgi import ASGI_VERSION, ClientDisconnected, Message
 from hasten.logs import error_logger, log_access
+from hasten.protocols.files import (
+    FILE_CHUNK_SIZE,
+    PATHSEND_EXTENSION,
+    ZEROCOPYSEND_EXTENSION,
+    FileRange,
+    pathsend_range,
+    read_file_chunk,
+    zerocopysend_range,
+)
 from hasten.protocols.flow import FlowControl
 from hasten.proxy import apply_proxy_headers
 from hasten.state import ServerState
@@ -36,6 +48,8 @@ NO_BODY_STATUSES: Final = frozenset({204, 304})
 # carries them.
 TRAILERS_EXTENSION: Final = "http.response.trailers"
 EARLY_HINT_EXTENSION: Final = "http.response.early_hint"
+# Offered on every HTTP request: each protocol can send a file as the body.
+FILE_EXTENSIONS: Final[dict[str, Any]] = {PATHSEND_EXTENSION: {}, ZEROCOPYSEND_EXTENSION: {}}
 
 
 def http_scope(
@@ -95,6 +109,7 @@ class Exchange:
     __slots__ = (
         "app_started",
         "body",
+        "body_begun",
         "body_bytes_sent",
         "body_complete",
         "body_finished",
@@ -140,6 +155,8 @@ class Exchange:
         self.waiter: asyncio.Future[None] | None = None
         self.response_started = False
         self.body_finished = False
+        # A body message (or a file) has been sent: pathsend may no longer replace the body.
+        self.body_begun = False
         self.wants_trailers = False
         self.response_complete = False
         self.response_headers: list[tuple[bytes, bytes]] | None = None
@@ -269,6 +286,7 @@ class Exchange:
                     raise RuntimeError(f"Response body must be bytes, got {type(body).__name__}.")
                 body = bytes(body)
             more_body = bool(fields.get("more_body", False))
+            self.body_begun = True
             pending = self.send_body(body, more_body)
             if pending is not None:
                 await pending
@@ -276,12 +294,80 @@ class Exchange:
                 self.body_finished = True
                 if not self.wants_trailers:
                     self.response_done()
+        elif message_type == ZEROCOPYSEND_EXTENSION and self._carries(ZEROCOPYSEND_EXTENSION):
+            more_body = bool(fields.get("more_body", False))
+            await self._send_file_range(zerocopysend_range(fields), more_body)
+        elif message_type == PATHSEND_EXTENSION and self._carries(PATHSEND_EXTENSION):
+            if self.body_begun:
+                raise RuntimeError(
+                    "'http.response.pathsend' replaces the body; it cannot follow body messages."
+                )
+            file = pathsend_range(fields)
+            try:
+                await self._send_file_range(file, more_body=False)
+            finally:
+                file.close()
         else:
             raise RuntimeError(
                 f"Expected ASGI message 'http.response.body', but got {message_type!r}."
             )
         if self.flow.write_paused:
             await self.flow.drain()
+
+    async def _send_file_range(self, file: FileRange, more_body: bool) -> None:
+        """Send a file's range as the next part of the body. Its length is checked against
+        the Content-Length before anything is sent (the app's error can become a 500); a
+        file that fails once sending began aborts the response, with one log line."""
+        self.body_begun = True
+        if self.is_head or self.status in NO_BODY_STATUSES:
+            pending = self.send_body(b"", more_body)
+            if pending is not None:
+                await pending
+        else:
+            declared = self.declared_length
+            if declared is not None:
+                length = self.body_bytes_sent + file.count
+                if length > declared:
+                    raise RuntimeError("Response content is longer than its Content-Length.")
+                if length < declared and not more_body:
+                    raise RuntimeError("Response content is shorter than its Content-Length.")
+            try:
+                await self.send_file(file.fd, file.offset, file.count, more_body)
+            except ClientDisconnected:
+                raise
+            except OSError as exc:
+                error_logger.warning(
+                    "File for %r could not be sent (%s); aborting the response.",
+                    self.scope.get("path"),
+                    exc,
+                )
+                self.abort()
+                raise ClientDisconnected("the response was aborted") from exc
+            file.sent()
+        if not more_body:
+            self.body_finished = True
+            if not self.wants_trailers:
+                self.response_done()
+
+    async def send_file_chunks(self, fd: int, offset: int, count: int, more_body: bool) -> None:
+        """``send_file`` where zero-copy is impossible: the range read in chunks and sent as
+        body chunks, each waiting for the client's window and the connection's buffer."""
+        end = offset + count
+        position = offset
+        while True:
+            size = min(FILE_CHUNK_SIZE, end - position)
+            chunk = read_file_chunk(fd, position, size) if size else b""
+            position += size
+            last = position >= end
+            pending = self.send_body(chunk, more_body or not last)
+            if pending is not None:
+                await pending
+            if last:
+                return
+            if self.flow.write_paused:
+                await self.flow.drain()
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
 
     def _carries(self, extension: str) -> bool:
         """Whether the protocol offers the ASGI extension ``extension`` (in the scope)."""
@@ -328,6 +414,12 @@ class Exchange:
         """Send a body chunk (with the head before the first); what to await, if anything,
         before the next message (HTTP/2: the client's window)."""
         raise NotImplementedError
+
+    async def send_file(self, fd: int, offset: int, count: int, more_body: bool) -> None:
+        """Send ``count`` bytes of the open file ``fd`` from ``offset`` as the next part of
+        the body (with the head before the first). Raises ClientDisconnected if the client
+        goes, OSError (``files.FileChanged`` for a file that shrank) if the file fails."""
+        await self.send_file_chunks(fd, offset, count, more_body)
 
     def send_trailers(self, fields: dict[str, Any]) -> bool:
         """Send an ``http.response.trailers``; whether it was the last."""

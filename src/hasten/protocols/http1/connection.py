@@ -27,7 +27,7 @@ from hasten.asgi import (
     plain_response,
 )
 from hasten.logs import error_logger
-from hasten.protocols.exchange import at_capacity, http_scope
+from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
 from hasten.protocols.http1.checks import (
     CHECKED_FIELDS,
@@ -431,7 +431,9 @@ class H1Connection(asyncio.Protocol):
             headers,
             self.client,
             self.server,
-            {} if self.tls_extension is None else {"tls": self.tls_extension},
+            FILE_EXTENSIONS.copy()
+            if self.tls_extension is None
+            else {**FILE_EXTENSIONS, "tls": self.tls_extension},
         )
         cycle = RequestCycle(self, scope, parser.should_keep_alive() and not self.closing)
         if expects_continue:

@@ -23,6 +23,7 @@ from hasten.asgi import (
 from hasten.logs import error_logger
 from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
 from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
+from hasten.protocols.http1.sendfile import sendfile, sendfile_socket
 
 if TYPE_CHECKING:
     from hasten.protocols.http1.connection import H1Connection
@@ -124,7 +125,7 @@ class RequestCycle(Exchange):
             left = self.declared_length if self.head_pending else self.bytes_left
             if len(body) > left:
                 raise RuntimeError("Response content is longer than its Content-Length.")
-        head = self._finish_head(None if more_body else body) if self.head_pending else b""
+        head = self._finish_head(None if more_body else len(body)) if self.head_pending else b""
         if writes_body and body:
             self.body_bytes_sent += len(body)
             if self.declared_length is not None:
@@ -145,6 +146,26 @@ class RequestCycle(Exchange):
                 conn.write(head + body)
         elif body:
             conn.write(body)
+
+    async def send_file(self, fd: int, offset: int, count: int, more_body: bool) -> None:
+        conn = self.conn
+        socket_fd = sendfile_socket(conn.transport) if count else None
+        if socket_fd is None:
+            await self.send_file_chunks(fd, offset, count, more_body)
+            return
+        head = self._finish_head(None if more_body else count) if self.head_pending else b""
+        chunked = self.chunked
+        if head or chunked:
+            conn.write(head + b"%x\r\n" % count if chunked else head)
+        conn.write_held_output()
+        await sendfile(
+            conn.transport, self.flow, socket_fd, fd, offset, count, self.state.limit_write_buffer
+        )
+        self.body_bytes_sent += count
+        if self.declared_length is not None:
+            self.bytes_left -= count
+        if chunked:
+            conn.write(b"\r\n" if more_body else b"\r\n" + _LAST_CHUNK)
 
     def response_finished(self) -> None:
         if (
@@ -224,11 +245,11 @@ class RequestCycle(Exchange):
         if self.head_pending and not self.disconnected:
             self.conn.write(self._finish_head(None))
 
-    def _finish_head(self, whole_body: bytes | None) -> bytes:
+    def _finish_head(self, whole_length: int | None) -> bytes:
         """Decide the framing and return the serialised head.
 
-        ``whole_body`` is the complete body when it is known at this point (the first body
-        message was also the last), else ``None``.
+        ``whole_length`` is the length of the complete body when it is known at this point
+        (the first body message was also the last), else ``None``.
         """
         self.head_pending = False
         parts = self.head_parts
@@ -242,9 +263,9 @@ class RequestCycle(Exchange):
             self.bytes_left = self.declared_length
         elif status in NO_BODY_STATUSES:
             pass
-        elif whole_body is not None:
-            if whole_body or not self.is_head:
-                parts.append(b"content-length: %d\r\n" % len(whole_body))
+        elif whole_length is not None:
+            if whole_length or not self.is_head:
+                parts.append(b"content-length: %d\r\n" % whole_length)
         elif self.scope["http_version"] == "1.1":
             self.chunked = True
             parts.append(b"transfer-encoding: chunked\r\n")

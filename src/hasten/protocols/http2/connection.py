@@ -25,7 +25,7 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 from hasten.asgi import decode_path
 from hasten.logs import error_logger
-from hasten.protocols.exchange import at_capacity, http_scope
+from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1.connection import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2.fields import (
@@ -43,9 +43,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_PROTOCOLS = (
     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 )
-# Why reading is paused: the transport's write buffer is full. A client that floods PINGs or
-# SETTINGS without reading the ACKs then can't grow it (CVE-2019-9512, CVE-2019-9515).
-_ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint")
+# The ASGI extensions every HTTP/2 request's scope offers.
+_ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint", *FILE_EXTENSIONS)
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
 # Response bytes queued in h2 past which they are written at once instead of at the end of
