@@ -97,7 +97,7 @@ test-all: lint typecheck
 	[ -z "$$failed" ] || { echo "FAILED on CPython$$failed"; exit 1; }
 
 clean:
-	rm -rf .venv .venv-wheel-* .wheels .bench-base .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-wheel-* .wheels .bench-base .autobahn .mypy_cache .pytest_cache .ruff_cache
 
 # -- Benchmarks (bench/): hasten vs uvicorn vs granian --------------------------------------
 # The peers live in their own venv: they are benchmark peers, not dependencies of hasten.
@@ -151,3 +151,19 @@ bench-profile: bench-tools $(BENCH_VENV)/.hasten-$(WHEEL_KEY)  ## py-spy profile
 
 fuzz: $(VENV)/.dev-installed  ## long hypothesis run over the HTTP/1.1 request path (~10 min)
 	HASTEN_FUZZ_PROFILE=long $(BIN)/pytest -q -p no:xdist --timeout=0 tests/fuzz
+
+# -- Autobahn|Testsuite (tests/autobahn.py): the WebSocket fuzzing client -------------------
+# wstest runs on Python 2.7 (pyenv's, or one on PATH), installed once in .autobahn/. The
+# suite runs a fast subset whenever it is installed; this runs every case group (1-7, 9,
+# 10, 12, 13; ~10 min). AUTOBAHN_PYTHON picks the Python hasten runs on (a wheel's venv).
+.PHONY: autobahn
+AUTOBAHN_PYTHON ?= $(BIN)/python
+PYTHON2 = $(shell ls -d $$HOME/.pyenv/versions/2.7*/bin/python2.7 2>/dev/null | tail -1)
+
+.autobahn/.installed:
+	$(or $(PYTHON2),python2.7) -m pip install --quiet --target .autobahn/lib autobahntestsuite==0.8.2
+	mkdir -p .autobahn/lib/zope && touch .autobahn/lib/zope/__init__.py  # a namespace package on 2.7
+	touch $@
+
+autobahn: $(VENV)/.dev-installed .autobahn/.installed  ## the whole Autobahn fuzzingclient suite
+	$(BIN)/python -m tests.autobahn --python $(AUTOBAHN_PYTHON)

@@ -58,6 +58,8 @@ COMPILED_MODULES = (
     "src/hasten/protocols/websocket/over_http2.py",
     "src/hasten/protocols/websocket/handshake.py",
     "src/hasten/protocols/websocket/connection.py",
+    "src/hasten/protocols/websocket/frames.py",
+    "src/hasten/protocols/websocket/permessage_deflate.py",
 )
 
 # Run in a scratch directory so that setuptools never reads this project's pyproject.toml.

@@ -5,7 +5,9 @@ through a fake transport on an asyncio loop, and the app answers ``hello``.
 
 - ``h1``: HTTP/1.1 keep-alive, one request at a time on one ``H1Connection``;
 - ``h2``: HTTP/2, batches of streams on one ``H2Connection`` (the client side is h2's own
-  state machine, whose cost is the same before and after a change to the server).
+  state machine, whose cost is the same before and after a change to the server);
+- ``ws``: a WebSocket over HTTP/1.1 echoing batches of 64 pre-built masked 32-byte text
+  frames (a "request" is one message in and its echo out).
 
 Each scenario runs under ``valgrind --tool=callgrind`` twice, with two request counts; the
 difference of the two instruction totals over the difference of the counts is the cost of
@@ -39,6 +41,14 @@ H2_REQUEST = [
     (b"user-agent", b"bench"),
 ]
 H2_BATCH = 32
+WS_BATCH = 64
+WS_UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+# One masked text frame of 32 bytes (RFC 6455 §5.2); its echo is 34 bytes.
+WS_FRAME = bytes([0x81, 0x80 | 32]) + b"\x00\x00\x00\x00" + b"m" * 32
+WS_ECHO_SIZE = 34
 _TOTAL = re.compile(rb"^summary:\s+(\d+)", re.MULTILINE)
 
 
@@ -51,6 +61,16 @@ async def hello(scope: Any, receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b"Hello, world!"})
+
+
+async def ws_echo(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        await send({"type": "websocket.send", "text": message["text"]})
 
 
 class FakeTransport(asyncio.Transport):
@@ -114,13 +134,14 @@ class FakeTransport(asyncio.Transport):
         return data
 
 
-def _state(loop: asyncio.AbstractEventLoop, **settings: Any) -> tuple[Any, Any]:
-    """A server's shared state and its config, for ``hello`` with the access log off."""
+def _state(loop: asyncio.AbstractEventLoop, app: Any = hello, **settings: Any) -> tuple[Any, Any]:
+    """A server's shared state and its config, for ``app`` with the access log off."""
     from hasten import Config  # noqa: PLC0415 -- imported by the run, not by main()
+    from hasten.protocols.negotiation import protocols_for  # noqa: PLC0415
     from hasten.state import ServerState  # noqa: PLC0415
 
-    config = Config(app=hello, access_log=False, **settings)
-    return ServerState(config, hello, loop), config
+    config = Config(app=app, access_log=False, **settings)
+    return ServerState(config, app, loop, protocols_for(config)), config
 
 
 async def run_h1(requests: int) -> None:
@@ -174,7 +195,27 @@ async def run_h2(requests: int) -> None:
             conn.data_received(pending)
 
 
-SCENARIOS = {"h1": run_h1, "h2": run_h2}
+async def run_ws(requests: int) -> None:
+    from hasten.protocols.http1.connection import H1Connection  # noqa: PLC0415
+
+    loop = asyncio.get_running_loop()
+    transport = FakeTransport(loop)
+    conn = H1Connection(_state(loop, ws_echo, ws_ping_interval=None)[0])
+    conn.connection_made(transport)
+    conn.data_received(WS_UPGRADE)
+    response = await transport.next_output()
+    assert response.startswith(b"HTTP/1.1 101"), response
+    batch = WS_FRAME * WS_BATCH
+    for _ in range(requests // WS_BATCH):
+        # The upgrade made the WebSocket the transport's protocol.
+        transport.protocol.data_received(batch)
+        echoed = 0
+        while echoed < WS_BATCH * WS_ECHO_SIZE:
+            echoed += len(await transport.next_output())
+        assert echoed == WS_BATCH * WS_ECHO_SIZE
+
+
+SCENARIOS = {"h1": run_h1, "h2": run_h2, "ws": run_ws}
 IDLE_CONNECTIONS = 2000
 
 

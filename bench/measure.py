@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import resource
 import statistics
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,6 +34,7 @@ class LoadResult:
     p99_ms: float | None = None
     requests: int = 0
     errors: int = 0  # socket errors, non-2xx answers, failed requests
+    client_cpu: float | None = None  # the load generator's CPU share over the run (1.0: a core)
 
 
 @dataclass
@@ -46,7 +49,36 @@ class Sample:
     per_conn_bytes: float | None = None  # idle: RSS growth per connection
     rss_growth_kb: int | None = None  # stream: peak RSS minus RSS before the load
     skipped: str | None = None  # why the scenario did not run for this server
+    client_cpu: float | None = None  # the load generator's CPU share (1.0: saturated)
     notes: list[str] = field(default_factory=list)
+
+
+class CpuClock:
+    """CPU seconds over wall seconds since it started, of this process or of the children it
+    waits for (wrk and h2load): a load generator near 1.0 saturates its core."""
+
+    def __init__(self, who: int) -> None:
+        self.who = who
+        self.cpu_at_start = self._cpu()
+        self.started = time.perf_counter()
+
+    @classmethod
+    def of_self(cls) -> CpuClock:
+        return cls(resource.RUSAGE_SELF)
+
+    @classmethod
+    def of_children(cls) -> CpuClock:
+        return cls(resource.RUSAGE_CHILDREN)
+
+    def _cpu(self) -> float:
+        usage = resource.getrusage(self.who)
+        return usage.ru_utime + usage.ru_stime
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def share(self) -> float:
+        return (self._cpu() - self.cpu_at_start) / self.elapsed()
 
 
 def to_ms(value: str, unit: str) -> float:
@@ -115,5 +147,6 @@ def summarise(samples: list[Sample]) -> Sample:
         errors=sum(s.errors for s in ran),
         per_conn_bytes=median(s.per_conn_bytes for s in ran),
         rss_growth_kb=None if growth is None else int(growth),
+        client_cpu=median(s.client_cpu for s in ran),
         notes=sorted({note for s in ran for note in s.notes}),
     )

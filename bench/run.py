@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import clients, report
+from bench import clients, report, websocket_load
 from bench.apps.files import FILES_DIR, make_big_file
-from bench.measure import LoadResult, Sample, parse_h2load, parse_wrk, summarise
+from bench.measure import CpuClock, LoadResult, Sample, parse_h2load, parse_wrk, summarise
 from bench.servers import (
     BASELINE_NAME,
     CLIENT_CPU,
@@ -40,6 +40,7 @@ from bench.servers import (
     baseline,
     serving,
 )
+from bench.websocket_load import ExtensionRefused, WebSocketLoad
 
 BENCH_DIR = Path(__file__).parent
 RESULTS_DIR = BENCH_DIR / "results"
@@ -59,6 +60,12 @@ FULL = Settings(rounds=3, duration=6, warmup=2, idle_connections=5000, mode="ful
 QUICK = Settings(rounds=1, duration=2, warmup=1, idle_connections=5000, mode="quick")
 
 
+# wsdeflate's message: 1 KiB of JSON, as compressible as an API's usually is.
+WS_JSON_TEXT = json.dumps(
+    [{"id": n, "name": f"user {n}", "active": n % 3 == 0, "score": n * 7 % 100} for n in range(19)]
+).encode()[:1024]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -72,6 +79,7 @@ class Scenario:
     keep_alive: int = 5
     # Per-server options a scenario needs on top of the defaults.
     server_options: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    websocket: WebSocketLoad | None = None  # what a ws scenario sends
 
     def options_for(self, server: str) -> tuple[str, ...]:
         return dict(self.server_options).get(server, ())
@@ -96,8 +104,24 @@ SCENARIOS = (
         server_options=(("granian", ("--backpressure", "16384")),),
     ),
     Scenario(
-        "ws", "WebSocket echo, 16 conns x 64 pipelined 32-byte messages", "plain:ws_echo",
-        "ws", 16, unit="msgs/s",
+        "ws", "WebSocket echo, 16 conns x 64 pipelined 32-byte text messages", "plain:ws_echo",
+        "ws", 16, unit="msgs/s", websocket=WebSocketLoad(16, 64, b"m" * 32),
+    ),
+    Scenario(
+        "ws64k", "WebSocket echo, 16 conns x 4 pipelined 64 KiB binary messages",
+        "plain:ws_echo", "ws", 16, unit="msgs/s",
+        websocket=WebSocketLoad(16, 4, bytes(range(256)) * 256, binary=True),
+    ),
+    Scenario(
+        "wsdeflate", "WebSocket echo with permessage-deflate, 16 conns x 16 pipelined 1 KiB "
+        "JSON texts", "plain:ws_echo", "ws", 16, unit="msgs/s",
+        websocket=WebSocketLoad(16, 16, WS_JSON_TEXT, deflate=True),
+    ),
+    Scenario(
+        "wsbroadcast", "WebSocket broadcast: 1 sender x 4 pipelined 32-byte texts, each sent "
+        "to 1000 idle listeners and the sender (rate: messages delivered)",
+        "plain:ws_broadcast", "ws", 1001, unit="msgs/s",
+        websocket=WebSocketLoad(1, 4, b"b" * 32, listeners=1000),
     ),
     Scenario("h2", "h2load -c 8 -m 32, HTTP/2 prior knowledge", "plain:hello", "h2", 8),
     Scenario(
@@ -151,16 +175,18 @@ def run_wrk(scenario: Scenario, port: int, duration: float) -> LoadResult:
     if scenario.lua:
         argv += ["-s", str(BENCH_DIR / "wrk" / scenario.lua)]
     argv.append(f"http://127.0.0.1:{port}{scenario.path}")
+    clock = CpuClock.of_children()
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
-    return parse_wrk(done.stdout)
+    return dataclasses.replace(parse_wrk(done.stdout), client_cpu=clock.share())
 
 
 def run_h2load(scenario: Scenario, port: int, duration: float, warmup: float) -> LoadResult:
     argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{scenario.connections}", "-m32"]
     argv += [f"-D{max(1, round(duration))}", f"--warm-up-time={max(1, round(warmup))}"]
     argv.append(f"http://127.0.0.1:{port}{scenario.path}")
+    clock = CpuClock.of_children()
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
-    return parse_h2load(done.stdout)
+    return dataclasses.replace(parse_h2load(done.stdout), client_cpu=clock.share())
 
 
 def check_answers(port: int, path: str) -> None:
@@ -203,6 +229,7 @@ def _measure_wrk(scenario: Scenario, server: RunningServer, settings: Settings) 
         rss_kb=rss.peak,
         errors=result.errors,
         rss_growth_kb=rss.peak - before,
+        client_cpu=result.client_cpu,
     )
 
 
@@ -224,24 +251,32 @@ def _measure_idle(scenario: Scenario, server: RunningServer, settings: Settings)
 
 
 def _measure_ws(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
-    clients.websocket_echo(server.port, scenario.connections, 64, 32, settings.warmup)
-    with PeakRss(server) as rss:
-        result = clients.websocket_echo(
-            server.port, scenario.connections, 64, 32, settings.duration
-        )
+    load = scenario.websocket
+    assert load is not None
+    try:
+        with PeakRss(server) as rss:
+            result, per_listener = websocket_load.run(
+                server.port, load, settings.warmup, settings.duration, server.rss_kb
+            )
+    except ExtensionRefused as refused:
+        return Sample(skipped=str(refused))
     return Sample(
         rate=result.rate,
         p50_ms=result.p50_ms,
         p99_ms=result.p99_ms,
         rss_kb=rss.peak,
-        notes=["p50/p99: round trip of a batch of 64 messages"],
+        per_conn_bytes=per_listener,
+        client_cpu=result.client_cpu,
+        notes=["ws p50/p99: round trip of a sender's batch"],
     )
 
 
 def _measure_h2(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
     with PeakRss(server) as rss:
         result = run_h2load(scenario, server.port, settings.duration, settings.warmup)
-    return Sample(rate=result.rate, rss_kb=rss.peak, errors=result.errors)
+    return Sample(
+        rate=result.rate, rss_kb=rss.peak, errors=result.errors, client_cpu=result.client_cpu
+    )
 
 
 _MEASURES: dict[str, Callable[[Scenario, RunningServer, Settings], Sample]] = {
@@ -324,7 +359,7 @@ def write_report(
         f"- **Machine:** {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}, "
         f"Python {info['python']}",
         f"- **Packages:** {info['packages']}",
-        f"- **Load generators:** {info['tools']}, and Python clients for `idle` and `ws`",
+        f"- **Load generators:** {info['tools']}, and Python clients for `idle` and `ws*`",
         "",
         "## How it was measured",
         "",
@@ -340,12 +375,20 @@ def write_report(
         "- `idle`: after a warm-up, the client opens "
         f"{settings.idle_connections} keep-alive connections, sends one request on each and",
         "  reads the answer, then the server's RSS growth is divided by the connection count.",
-        "- `ws`: a uvloop client keeps 16 connections each with 64 masked 32-byte text",
-        "  messages in flight per batch; p50/p99 are batch round trips.",
+        "- `ws*`: a uvloop client on pre-built masked frames: each sending connection writes",
+        "  its batch again as soon as the echo of the last one is in, and counts the echo in",
+        "  bytes (deflate's echoes by their frame headers), never parsing a message; p50/p99",
+        "  are batch round trips. `wsbroadcast` opens 1000 listeners, then the sender; its",
+        "  rate is messages delivered to all, and its KB/conn the server's RSS growth per",
+        "  idle open WebSocket (before the load).",
         "- `h2`: `h2load -c8 -m32` with prior knowledge (no percentiles: h2load prints none).",
         "- `file`, `static`: `wrk -c4` on a 64 MiB file of random bytes; `static` is the",
         "  server's own static mount (`--static-path-mount`) where it has one, Starlette's",
         "  `StaticFiles` on uvicorn. Peak RSS is the run's; the targets want it flat.",
+        "- **client CPU** is the load generator's CPU time over the measured run's wall time",
+        "  (its rusage: wrk's and h2load's as a waited-for child, the Python clients' own).",
+        "  Every generator is single-threaded on CPU 1, so near 100% it is saturated and the",
+        "  rate measures the client, not the server: such a row's ratio means nothing.",
         "",
         "## Scenarios",
         "",
@@ -383,8 +426,8 @@ def collect(
                 except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
                     sample = Sample(skipped=f"error: {str(exc).splitlines()[0][:80]}")
                 samples[scenario.name][spec.name].append(sample)
-                print(f"  round {round_index + 1} {scenario.name:7} {spec.name:9} {_brief(sample)}",
-                      flush=True)  # fmt: skip
+                where = f"round {round_index + 1} {scenario.name:11} {spec.name:9}"
+                print(f"  {where} {_brief(sample)}", flush=True)
     return samples
 
 
@@ -477,12 +520,16 @@ def main(argv: list[str] | None = None) -> int:
 def _brief(sample: Sample) -> str:
     if sample.skipped:
         return f"skipped: {sample.skipped}"
-    if sample.per_conn_bytes is not None:
+    if sample.rate is None and sample.per_conn_bytes is not None:
         return f"{sample.per_conn_bytes / 1024:.2f} KB/conn"
     parts = [f"{sample.rate:,.0f}/s" if sample.rate is not None else "—"]
     if sample.p99_ms is not None:
         parts.append(f"p50 {sample.p50_ms:.2f} ms p99 {sample.p99_ms:.2f} ms")
     parts.append(f"rss {(sample.rss_kb or 0) / 1024:.1f} MiB")
+    if sample.per_conn_bytes is not None:
+        parts.append(f"{sample.per_conn_bytes / 1024:.2f} KB/conn")
+    if sample.client_cpu is not None:
+        parts.append(f"client CPU {sample.client_cpu:.0%}")
     if sample.errors:
         parts.append(f"errors {sample.errors}")
     return ", ".join(parts)

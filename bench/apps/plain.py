@@ -5,6 +5,7 @@ Each callable answers the lifespan protocol too, so that every server runs it th
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 Scope = dict[str, Any]
@@ -104,3 +105,35 @@ async def ws_echo(scope: Scope, receive: Receive, send: Send) -> None:
                 await send({"type": "websocket.send", "bytes": message["bytes"]})
         else:
             return None
+
+
+# Every open connection of ws_broadcast, in the order they were accepted.
+_listeners: dict[int, Send] = {}
+
+
+async def ws_broadcast(scope: Scope, receive: Receive, send: Send) -> None:
+    """WebSocket broadcast: every message a connection sends goes to all open connections,
+    in the order they connected."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    if scope["type"] == "http":
+        return await hello(scope, receive, send)
+    try:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.connect":
+                await send({"type": "websocket.accept"})
+                _listeners[id(send)] = send
+            elif kind == "websocket.receive":
+                if message.get("text") is not None:
+                    out = {"type": "websocket.send", "text": message["text"]}
+                else:
+                    out = {"type": "websocket.send", "bytes": message["bytes"]}
+                for listener in tuple(_listeners.values()):
+                    with contextlib.suppress(Exception):  # a listener closing meanwhile
+                        await listener(out)
+            else:
+                return None
+    finally:
+        _listeners.pop(id(send), None)

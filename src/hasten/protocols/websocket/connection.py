@@ -1,11 +1,12 @@
-"""One accepted-or-pending WebSocket: ASGI messages to and from websockets' frames.
+"""One accepted-or-pending WebSocket: ASGI messages to and from frames.
 
 The app runs with a websocket scope. Until it accepts, the request's HTTP side remains the
 way to answer over HTTP: 403 for a close before accept, 500 for a failure, or the app's own
-response (the ``websocket.http.response`` denial extension). Once accepted, websockets
-parses and serialises frames (masking, fragmentation, control frames, close codes,
-permessage-deflate, size limits) and this module moves messages between it and the app,
-with backpressure both ways.
+response (the ``websocket.http.response`` denial extension). Once accepted, hasten's own
+``frames`` reads the client's frames as messages (masking, fragmentation, control frames,
+UTF-8, close codes, permessage-deflate, size limits) and writes the app's, and this module
+runs the closing handshake and moves messages between the frames and the app, with
+backpressure both ways. The websockets library checks the opening handshake only.
 
 What carries the WebSocket is a :class:`WebSocketChannel`: a TCP connection taken over
 from HTTP/1.1 (``handshake.py``, RFC 6455) or an HTTP/2 stream opened by an extended
@@ -15,37 +16,34 @@ CONNECT (``over_http2.py``, RFC 8441). This module never touches either directly
 from __future__ import annotations
 
 import asyncio
-import codecs
 import logging
 import os
 from collections import deque
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, cast
+from typing import Any, Protocol
 
 from websockets.datastructures import Headers
-from websockets.exceptions import ProtocolError
-from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from hasten.asgi import ClientDisconnected, Message, Scope, check_response_header
 from hasten.logs import error_logger
 from hasten.protocols.flow import READ_HIGH_WATER
+from hasten.protocols.websocket import frames
+from hasten.protocols.websocket.frames import (
+    ABNORMAL_CLOSURE,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NO_STATUS_RECEIVED,
+    NORMAL_CLOSURE,
+    FrameReader,
+    ProtocolViolation,
+)
+from hasten.protocols.websocket.permessage_deflate import PerMessageDeflate, negotiate
 from hasten.state import ServerState
 
 # The only thing that matters in a ping's payload is that pongs to older pings don't match.
 _PING_PAYLOAD_SIZE = 4
-# websockets' own serve() defaults for permessage-deflate (RFC 7692): 4 KiB windows both
-# ways and memLevel 5, about 21 KiB of zlib state per connection instead of 87 KiB at zlib's
-# defaults. Factories hold no per-connection state: one list serves every connection.
-_DEFLATE: Final = enable_server_permessage_deflate(None)
-# Deflate's largest expansion (zlib technical details: 1032:1). Compressed input is handed to
-# websockets in slices that cannot inflate past the room left in the queue...
-_DEFLATE_MAX_RATIO: Final = 1032
-# ...but never smaller than this, which bounds the overshoot to about 1 MiB.
-_MIN_COMPRESSED_SLICE: Final = 1024
 
 # Where the connection is: HTTP until the app accepts or denies, then frames or the
 # app's own HTTP response, then over.
@@ -79,26 +77,28 @@ class _QuietLogger(logging.LoggerAdapter[logging.Logger]):
 _protocol_logger = _QuietLogger(error_logger, {})
 
 
-class _ServerProtocol(ServerProtocol):
-    """websockets' server side, with a close frame allowed between fragments."""
-
-    def recv_frame(self, frame: Frame) -> None:
-        if frame.opcode is Opcode.CLOSE:
-            # RFC 6455 §5.4: control frames may come between the fragments of a message;
-            # a close there ends the connection cleanly, and the unfinished message with
-            # it (websockets would fail the connection with 1002).
-            self.current_size = None
-        super().recv_frame(frame)
+def handshake_protocol() -> ServerProtocol:
+    """websockets' server side, for the opening handshake only: the frames are hasten's."""
+    return ServerProtocol(logger=_protocol_logger)
 
 
-def frame_protocol(settings: WebSocketSettings) -> ServerProtocol:
-    """websockets' sans-I/O server side, already open: the handshake is the caller's."""
-    return _ServerProtocol(
-        extensions=_DEFLATE if settings.ws_per_message_deflate else None,
-        state=OPEN,
-        max_size=settings.ws_max_size,
-        logger=_protocol_logger,
-    )
+def negotiate_extensions(
+    settings: WebSocketSettings, scope: Scope
+) -> tuple[bytes | None, PerMessageDeflate | None]:
+    """The ``Sec-WebSocket-Extensions`` answer and the permessage-deflate it agrees to, if
+    the setting allows it and the client offers one the server can take. Raises websockets'
+    InvalidHandshake for a malformed field."""
+    if not settings.ws_per_message_deflate:
+        return None, None
+    offers = [
+        value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name == b"sec-websocket-extensions"
+    ]
+    agreed = negotiate(offers) if offers else None
+    if agreed is None:
+        return None, None
+    return agreed[0].encode("ascii"), agreed[1]
 
 
 def request_headers(scope: Scope) -> Headers:
@@ -159,35 +159,36 @@ class WebSocketChannel(Protocol):
 
 
 class WebSocketConnection:
-    """One WebSocket: frames from websockets' ``ServerProtocol`` in, ASGI messages out.
+    """One WebSocket: the client's frames in as ASGI messages, the app's messages out as
+    frames.
 
     Incoming messages queue in ``incoming`` for the app's ``receive()``; once
     ``ws_max_queue`` messages or ``ws_max_queue_bytes`` bytes are waiting, the bytes still
-    arriving are held unparsed in ``unread`` (so not decompressed either) and the channel
-    stops reading, until the app takes enough. The app's ``send()`` waits
-    while the peer does not read what it was sent.
+    arriving stay unparsed in the reader (so not decompressed either) and the channel
+    stops reading, until the app takes enough. The app's ``send()`` waits while the peer
+    does not read what it was sent.
     """
 
     __slots__ = (
         "channel",
+        "close_sent",
+        "close_sent_code",
         "close_timer",
         "connect_delivered",
+        "deflate",
         "disconnect",
         "early_bytes",
         "handshake_headers",
         "incoming",
         "incoming_sizes",
-        "message_parts",
         "phase",
         "ping_timer",
         "pong_timer",
-        "protocol",
         "queued_bytes",
+        "reader",
         "scope",
         "settings",
         "state",
-        "text_decoder",
-        "unread",
         "waiter",
     )
 
@@ -197,14 +198,15 @@ class WebSocketConnection:
         settings: WebSocketSettings,
         channel: WebSocketChannel,
         scope: Scope,
-        protocol: ServerProtocol,
+        deflate: PerMessageDeflate | None,
         handshake_headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.state = state
         self.settings = settings
         self.channel = channel
         self.scope = scope
-        self.protocol = protocol
+        self.deflate = deflate
+        self.reader = FrameReader(settings.ws_max_size, settings.ws_max_fragments, deflate)
         self.handshake_headers = handshake_headers
         self.phase = _HANDSHAKE
         self.connect_delivered = False
@@ -212,16 +214,14 @@ class WebSocketConnection:
         # The payload size of each queued message, and their sum.
         self.incoming_sizes: deque[int] = deque()
         self.queued_bytes = 0
-        # Bytes from the peer held back, unparsed, while the queue is full.
-        self.unread = bytearray()
         self.disconnect: Message | None = None
         self.waiter: asyncio.Future[None] | None = None
         # Bytes the client sent before it was answered (RFC 6455 §4.1 says it must not);
         # they are read as frames once the app accepts.
         self.early_bytes = bytearray()
-        self.message_parts: list[Any] = []
-        # The decoder of the text message being reassembled; None for a binary one.
-        self.text_decoder: codecs.IncrementalDecoder | None = None
+        # Once the server has sent its close frame it sends nothing more (RFC 6455 §5.5.1).
+        self.close_sent = False
+        self.close_sent_code = ABNORMAL_CLOSURE
         self.ping_timer: asyncio.TimerHandle | None = None
         self.pong_timer: asyncio.TimerHandle | None = None
         self.close_timer: asyncio.TimerHandle | None = None
@@ -242,11 +242,8 @@ class WebSocketConnection:
             return
         if self.phase != _OPEN:
             return
-        if self.unread or self._queue_full():
-            self.unread += data
-            self.channel.pause_reading()
-            return
-        self._parse(data)
+        self.reader.feed(data)
+        self._read_frames()
 
     def _queue_full(self) -> bool:
         return self.disconnect is None and (
@@ -254,120 +251,103 @@ class WebSocketConnection:
             or len(self.incoming) >= self.settings.ws_max_queue
         )
 
-    def _parse(self, data: bytes) -> None:
-        """Hand ``data`` to websockets in slices the queue has room for; what is left when it
-        fills waits in ``unread``, and the channel stops reading."""
-        protocol = self.protocol
-        while data and self.phase == _OPEN:
+    def _read_frames(self) -> None:
+        """Take messages and control frames from the reader while the queue has room;
+        what is left when it fills stays unparsed, and the channel stops reading."""
+        reader = self.reader
+        while self.phase == _OPEN:
             if self._queue_full():
-                self.unread += data
-                self.channel.pause_reading()
+                if reader.buffered:
+                    self.channel.pause_reading()
                 return
-            room = self.settings.ws_max_queue_bytes - self.queued_bytes
-            if protocol.extensions:
-                # permessage-deflate: a few bytes can become a whole message.
-                room = max(room // _DEFLATE_MAX_RATIO, _MIN_COMPRESSED_SLICE)
-            if len(data) <= room:
-                chunk, data = data, b""
+            try:
+                opcode = reader.next_event()
+            except ProtocolViolation as violation:
+                self._fail(violation.code, violation.reason)
+                return
+            if opcode == frames.NOTHING:
+                return
+            if opcode == frames.TEXT:
+                text = reader.text
+                self._queue({"type": "websocket.receive", "text": text}, len(text))
+            elif opcode == frames.BINARY:
+                data = reader.data
+                self._queue({"type": "websocket.receive", "bytes": data}, len(data))
+            elif opcode == frames.PING:
+                # RFC 6455 §5.5.2: a ping is answered with a pong carrying its payload.
+                self._write_control(frames.PONG, reader.data)
+            elif opcode == frames.PONG:
+                if self.pong_timer is not None:
+                    self.pong_timer.cancel()
+                    self.pong_timer = None
             else:
-                chunk, data = data[:room], data[room:]
-            protocol.receive_data(chunk)
-            self._handle_events()
+                self._close_received(reader.close_code, reader.close_reason)
 
     def _read_unread(self) -> None:
         """The app made room in the queue: parse what was held, then read the channel again
         if that left room."""
-        if self.unread:
-            data = bytes(self.unread)
-            self.unread.clear()
-            self._parse(data)
-        if not self.unread and not self._queue_full():
+        if self.reader.buffered:
+            self._read_frames()
+        if not self._queue_full():
             self.channel.resume_reading()
 
     def receive_eof(self) -> None:
         """The peer will send nothing more (an open WebSocket's peer ends after its close)."""
-        self.protocol.receive_eof()
-        self._handle_events()
+        if not self.reader.done:
+            # No close frame came: the connection closed abnormally (RFC 6455 §7.1.5), and
+            # the server closes its side too.
+            self._set_disconnect(self.close_sent_code if self.close_sent else ABNORMAL_CLOSURE, "")
+            self.close_sent = True
+            self.channel.end()
 
     def peer_gone(self) -> None:
         """The channel is over: whatever was not closed cleanly closed with 1006."""
         for timer in (self.ping_timer, self.pong_timer, self.close_timer):
             if timer is not None:
                 timer.cancel()
-        self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
+        self._set_disconnect(ABNORMAL_CLOSURE, "")
         if self.phase != _DENIAL:
             self.phase = _CLOSED
 
-    # -- frames in --------------------------------------------------------------------------
+    # -- the closing handshake (RFC 6455 §7) ------------------------------------------------
 
-    def _handle_events(self) -> None:
-        protocol = self.protocol
-        for event in protocol.events_received():
-            frame = cast(Frame, event)
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
-                if not self._collect(frame):
-                    break
-            elif opcode is Opcode.PONG:
-                if self.pong_timer is not None:
-                    self.pong_timer.cancel()
-                    self.pong_timer = None
-            elif opcode is Opcode.CLOSE:
-                close = protocol.close_rcvd
-                if close is not None:
-                    self._set_disconnect(close.code, close.reason)
-        if protocol.parser_exc is not None and self.disconnect is None:
-            # websockets failed the connection (RFC 6455 §7.1.7) and sent the close code.
-            sent = protocol.close_sent
-            self._set_disconnect(
-                sent.code if sent is not None else CloseCode.ABNORMAL_CLOSURE,
-                sent.reason if sent is not None else "",
-            )
-        self._flush()
+    def _close_received(self, code: int, reason: str) -> None:
+        """The peer's close frame: answer it unless it answers ours, then end the channel
+        (§7.1.1: the server closes the TCP connection first; RFC 8441 §6: over HTTP/2,
+        END_STREAM stands for that close)."""
+        if not self.close_sent:
+            # §5.5.1: the answer echoes the code (none if the peer sent none).
+            echo = b"" if code == NO_STATUS_RECEIVED else frames.close_payload(code, "")
+            self._send_close_frame(echo)
+        self._set_disconnect(code, reason)
+        self.channel.end()
 
-    def _collect(self, frame: Frame) -> bool:
-        """Add a data frame to the message being received; False if that failed it."""
-        opcode = frame.opcode
-        try:
-            if opcode is not Opcode.CONT and frame.fin:
-                # The common case, a message in one frame, needs no reassembly.
-                size = len(frame.data)
-                if opcode is Opcode.TEXT:
-                    text = str(frame.data, "utf-8")
-                    self._queue({"type": "websocket.receive", "text": text}, size)
-                else:
-                    self._queue({"type": "websocket.receive", "bytes": bytes(frame.data)}, size)
-                return True
-            if opcode is Opcode.TEXT:
-                self.text_decoder = codecs.getincrementaldecoder("utf-8")()
-            elif opcode is Opcode.BINARY:
-                self.text_decoder = None
-            decoder = self.text_decoder
-            # Text is decoded fragment by fragment, so invalid UTF-8 fails at once.
-            part = frame.data if decoder is None else decoder.decode(frame.data, frame.fin)
-        except UnicodeDecodeError:
-            # RFC 6455 §8.1: invalid UTF-8 fails the connection, with 1007.
-            self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
-            self._set_disconnect(CloseCode.INVALID_DATA, "")
-            return False
-        parts = self.message_parts
-        parts.append(part)
-        if frame.fin:
-            self.message_parts = []
-            if decoder is None:
-                data = b"".join(parts)
-                self._queue({"type": "websocket.receive", "bytes": data}, len(data))
-            else:
-                text = "".join(parts)
-                self._queue({"type": "websocket.receive", "text": text}, len(text))
-        elif len(parts) >= self.settings.ws_max_fragments:
-            # RFC 6455 §5.4 puts no limit on fragments, but each is kept until the message
-            # ends, and empty ones add nothing to websockets' size count: past the limit the
-            # message is "too big to process" (§7.4.1's 1009).
-            self.protocol.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
-            self._set_disconnect(CloseCode.MESSAGE_TOO_BIG, "")
-            return False
-        return True
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (§7.1.7): close with ``code``, then end the channel."""
+        error_logger.debug("WebSocket peer broke the protocol (%d): %s", code, reason)
+        if not self.close_sent:
+            self._send_close_frame(frames.close_payload(code, reason))
+        self._set_disconnect(code, reason)
+        self.channel.end()
+
+    def _close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake, unless one is under way."""
+        if not self.close_sent and not self.channel.is_closing():
+            self._send_close_frame(frames.close_payload(code, reason))
+
+    def _send_close_frame(self, payload: bytes) -> None:
+        self.close_sent = True
+        self.close_sent_code = (payload[0] << 8) | payload[1] if payload else NO_STATUS_RECEIVED
+        self.channel.write(frames.control_frame(frames.CLOSE, payload))
+        timeout = self.settings.ws_ping_timeout
+        if self.close_timer is None and timeout is not None:
+            # The peer must answer our close frame, and take what is left to send, in time
+            # (§7.1.1); a closing channel may still wait on it.
+            self.close_timer = self.state.loop.call_later(timeout, self.channel.abort)
+
+    def _write_control(self, opcode: int, payload: bytes) -> None:
+        if not self.close_sent:
+            self.channel.write(frames.control_frame(opcode, payload))
 
     def _queue(self, message: Message, size: int) -> None:
         """Hand a message of ``size`` payload bytes to the app's ``receive()``; a full queue
@@ -386,34 +366,16 @@ class WebSocketConnection:
             self.disconnect = {"type": "websocket.disconnect", "code": code, "reason": reason}
             self._wake()
 
-    # -- frames out -------------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        """Write what websockets has to send; its end-of-stream marker ends the channel."""
-        channel = self.channel
-        for data in self.protocol.data_to_send():
-            if data:
-                channel.write(data)
-            else:
-                # RFC 6455 §7.1.1: the server closes the TCP connection first; RFC 8441 §6:
-                # over HTTP/2, END_STREAM stands for that close.
-                channel.end()
-        if self.close_timer is None and self.protocol.close_expected():
-            timeout = self.settings.ws_ping_timeout
-            if timeout is not None:
-                # The peer must answer our close frame, and take what is left to send,
-                # in time (RFC 6455 §7.1.1); a closing channel may still wait on it.
-                self.close_timer = self.state.loop.call_later(timeout, channel.abort)
+    # -- keepalive --------------------------------------------------------------------------
 
     def _send_ping(self) -> None:
         """Keepalive: ping, and give up on a peer that doesn't pong in time."""
         interval = self.settings.ws_ping_interval
         assert interval is not None
         self.ping_timer = self.state.loop.call_later(interval, self._send_ping)
-        if self.protocol.state is not OPEN or self.pong_timer is not None:
+        if self.close_sent or self.pong_timer is not None:
             return
-        self.protocol.send_ping(os.urandom(_PING_PAYLOAD_SIZE))
-        self._flush()
+        self._write_control(frames.PING, os.urandom(_PING_PAYLOAD_SIZE))
         timeout = self.settings.ws_ping_timeout
         if timeout is not None:
             self.pong_timer = self.state.loop.call_later(timeout, self._ping_timed_out)
@@ -421,14 +383,8 @@ class WebSocketConnection:
     def _ping_timed_out(self) -> None:
         error_logger.debug("WebSocket peer did not answer a ping in time; closing.")
         self.pong_timer = None
-        self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
+        self._set_disconnect(ABNORMAL_CLOSURE, "")
         self.channel.abort()
-
-    def _close(self, code: int, reason: str = "") -> None:
-        """Start the closing handshake, unless one is under way."""
-        if self.protocol.state is OPEN and not self.channel.is_closing():
-            self.protocol.send_close(code, reason)
-            self._flush()
 
     # -- the app ----------------------------------------------------------------------------
 
@@ -453,12 +409,12 @@ class WebSocketConnection:
             error_logger.error("ASGI callable returned without completing the response.")
             self.channel.fail_response()
         elif self.phase == _OPEN:
-            self._close(CloseCode.NORMAL_CLOSURE)
+            self._close(NORMAL_CLOSURE)
 
     def _stop_queueing(self) -> None:
         """The app is done: what else arrives is not queued, and the peer is read again
         so that its close frame is seen."""
-        self._set_disconnect(CloseCode.ABNORMAL_CLOSURE, "")
+        self._set_disconnect(ABNORMAL_CLOSURE, "")
         self.incoming.clear()
         self.incoming_sizes.clear()
         self.queued_bytes = 0
@@ -479,7 +435,7 @@ class WebSocketConnection:
             self.channel.fail_response()
         else:
             # RFC 6455 §7.4.1: 1011, the server hit an unexpected condition.
-            self._close(CloseCode.INTERNAL_ERROR)
+            self._close(INTERNAL_ERROR)
 
     async def receive(self) -> Message:
         """The ASGI ``receive``: connect, then each message, then the disconnect."""
@@ -521,7 +477,7 @@ class WebSocketConnection:
             if self.channel.response_complete:
                 self.phase = _CLOSED
                 self.channel.end()
-        elif self.phase == _OPEN and self.protocol.state is OPEN:
+        elif self.phase == _OPEN and not self.close_sent:
             if message_type == "websocket.send":
                 self._send_data(message)
                 if self.channel.write_paused:
@@ -530,12 +486,10 @@ class WebSocketConnection:
                 code = message.get("code")
                 reason = message.get("reason") or ""
                 try:
-                    self.protocol.send_close(
-                        CloseCode.NORMAL_CLOSURE if code is None else code, reason
-                    )
-                except ProtocolError as exc:
+                    payload = frames.close_payload(NORMAL_CLOSURE if code is None else code, reason)
+                except ValueError as exc:
                     raise RuntimeError(f"Invalid websocket.close message: {exc}") from None
-                self._flush()
+                self._send_close_frame(payload)
             else:
                 raise RuntimeError(
                     f"Expected ASGI message 'websocket.send' or 'websocket.close', "
@@ -606,16 +560,22 @@ class WebSocketConnection:
         if text is not None and data is None:
             if not isinstance(text, str):
                 raise RuntimeError(f"websocket.send 'text' must be str, got {type(text).__name__}.")
-            self.protocol.send_text(text.encode("utf-8"))
+            self._write_message(frames.TEXT, text.encode("utf-8"))
         elif data is not None and text is None:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise RuntimeError(
                     f"websocket.send 'bytes' must be bytes, got {type(data).__name__}."
                 )
-            self.protocol.send_binary(data)
+            self._write_message(frames.BINARY, bytes(data))
         else:
             raise RuntimeError("websocket.send needs exactly one of 'text' and 'bytes'.")
-        self._flush()
+
+    def _write_message(self, opcode: int, payload: bytes) -> None:
+        deflate = self.deflate
+        if deflate is None:
+            self.channel.write(frames.data_frame(opcode, payload))
+        else:
+            self.channel.write(frames.data_frame(opcode, deflate.deflate(payload), compressed=True))
 
     # -- the server -------------------------------------------------------------------------
 
@@ -625,8 +585,8 @@ class WebSocketConnection:
             self.phase = _CLOSED
             self.channel.refuse(503)
         elif self.phase == _OPEN:
-            self._close(CloseCode.GOING_AWAY)
-        self._set_disconnect(CloseCode.GOING_AWAY, "")
+            self._close(GOING_AWAY)
+        self._set_disconnect(GOING_AWAY, "")
         if self.phase == _OPEN:
             # Read again even if the app's queue is full: the peer's answer must be seen
             # (nothing more is queued once the app has been told).

@@ -23,15 +23,15 @@ from hasten.protocols.flow import PAUSED_FOR_BODY, FlowControl, ReadingFollowsWr
 from hasten.protocols.websocket.connection import (
     WebSocketConnection,
     WebSocketSettings,
-    frame_protocol,
+    handshake_protocol,
+    negotiate_extensions,
     request_headers,
 )
 from hasten.state import ServerState, UpgradeHandler
 
 if TYPE_CHECKING:
-    from websockets.server import ServerProtocol
-
     from hasten.protocols.http1.connection import H1Connection, RequestCycle
+    from hasten.protocols.websocket.permessage_deflate import PerMessageDeflate
 
 # RFC 6455 §4.4: the version a 426 names as the one this server speaks.
 _VERSION_REQUIRED = b"sec-websocket-version: 13\r\n"
@@ -71,16 +71,16 @@ def upgrade_to_websocket(
         conn.write(plain_response(426, extra_headers=_VERSION_REQUIRED))
         conn.close_transport()
         return True
-    protocol = frame_protocol(settings)
     # The connection stops counting as an HTTP/1.1 one before the capacity check below;
     # whatever happens next, this request is its last.
     conn.hand_over()
     try:
-        # Checks Connection, Upgrade and Sec-WebSocket-Key (RFC 6455 §4.2.1) and
-        # negotiates permessage-deflate; the subprotocol is the app's to choose.
-        accept_key, extensions_header, _ = protocol.process_request(
+        # websockets checks Connection, Upgrade and Sec-WebSocket-Key (RFC 6455 §4.2.1);
+        # permessage-deflate is negotiated here, the subprotocol is the app's to choose.
+        accept_key, _, _ = handshake_protocol().process_request(
             Request(scope["raw_path"].decode("latin-1"), request_headers(scope))
         )
+        extensions_header, deflate = negotiate_extensions(settings, scope)
     except InvalidHandshake as exc:
         error_logger.debug("Invalid WebSocket handshake: %s", exc)
         cycle.send_error_response(400)
@@ -94,8 +94,8 @@ def upgrade_to_websocket(
         (b"sec-websocket-accept", accept_key.encode("ascii")),
     ]
     if extensions_header is not None:
-        handshake.append((b"sec-websocket-extensions", extensions_header.encode("ascii")))
-    channel = H1WebSocket(state, settings, conn.flow, cycle, protocol, handshake)
+        handshake.append((b"sec-websocket-extensions", extensions_header))
+    channel = H1WebSocket(state, settings, conn.flow, cycle, deflate, handshake)
     conn.hand_over_to(channel.take_over, rest)
     return True
 
@@ -115,7 +115,7 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         settings: WebSocketSettings,
         flow: FlowControl,
         cycle: RequestCycle,
-        protocol: ServerProtocol,
+        deflate: PerMessageDeflate | None,
         handshake_headers: list[tuple[bytes, bytes]],
     ) -> None:
         self.state = state
@@ -123,7 +123,7 @@ class H1WebSocket(ReadingFollowsWriting, asyncio.Protocol):
         # The HTTP/1.1 connection's: the HTTP cycle writes the denial response through it.
         self.flow = flow
         self.websocket = WebSocketConnection(
-            state, settings, self, websocket_scope(cycle.scope), protocol, handshake_headers
+            state, settings, self, websocket_scope(cycle.scope), deflate, handshake_headers
         )
 
     def take_over(self, transport: asyncio.BaseTransport, rest: bytes) -> None:

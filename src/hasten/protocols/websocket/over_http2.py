@@ -26,14 +26,12 @@ from hasten.protocols.http2.stream import H2Stream
 from hasten.protocols.websocket.connection import (
     WebSocketConnection,
     WebSocketSettings,
-    frame_protocol,
-    request_headers,
+    negotiate_extensions,
 )
 
 if TYPE_CHECKING:
-    from websockets.server import ServerProtocol
-
     from hasten.protocols.http2.connection import H2Connection
+    from hasten.protocols.websocket.permessage_deflate import PerMessageDeflate
 
 # RFC 6455 §4.4: the version this server speaks, named when a request asks for another.
 _VERSION_REQUIRED: Final = ((b"sec-websocket-version", b"13"),)
@@ -52,7 +50,7 @@ def open_websocket_stream(
     # http2.fields refuses :protocol unless this server advertised extended CONNECT.
     assert settings is not None
     extra_fields: tuple[tuple[bytes, bytes], ...] = ()
-    frames = frame_protocol(settings)
+    deflate: PerMessageDeflate | None = None
     handshake: list[tuple[bytes, bytes]] = []
     versions = [value for name, value in scope["headers"] if name == b"sec-websocket-version"]
     if status:
@@ -70,18 +68,18 @@ def open_websocket_stream(
     else:
         try:
             # Negotiates permessage-deflate; the subprotocol is the app's to choose.
-            extensions_header, frames.extensions = frames.process_extensions(request_headers(scope))
+            extensions_header, deflate = negotiate_extensions(settings, scope)
         except InvalidHandshake as exc:
             error_logger.debug("Invalid WebSocket handshake: %s", exc)
             status = 400
         else:
             if extensions_header is not None:
-                handshake.append((b"sec-websocket-extensions", extensions_header.encode("ascii")))
+                handshake.append((b"sec-websocket-extensions", extensions_header))
     request = H2Stream(conn, stream_id, scope)
     if status:
         conn.answer_stream(request, status, extra_fields)
     else:
-        conn.start_stream(H2WebSocketStream(request, settings, frames, handshake))
+        conn.start_stream(H2WebSocketStream(request, settings, deflate, handshake))
 
 
 class H2WebSocketStream:
@@ -119,7 +117,7 @@ class H2WebSocketStream:
         self,
         request: H2Stream,
         settings: WebSocketSettings,
-        protocol: ServerProtocol,
+        deflate: PerMessageDeflate | None,
         handshake_headers: list[tuple[bytes, bytes]],
     ) -> None:
         conn = self.conn = request.conn
@@ -128,7 +126,7 @@ class H2WebSocketStream:
         self.task: asyncio.Task[None] | None = None
         self.app_started = False
         self.websocket = WebSocketConnection(
-            conn.state, settings, self, websocket_scope(request.scope), protocol, handshake_headers
+            conn.state, settings, self, websocket_scope(request.scope), deflate, handshake_headers
         )
         # Received bytes not yet handed to the WebSocket (reading is paused), and those it
         # took but the client's window has not been given back yet.
