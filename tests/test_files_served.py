@@ -332,3 +332,24 @@ def test_the_server_goes_on_after_a_client_leaves_mid_file(big_file: Path) -> No
         with httpx.Client(base_url=server.url) as http:
             response = http.get(f"/?{big_file}", timeout=30)
         assert response.status_code == 200 and len(response.content) == 64 * 1024 * 1024
+
+
+def test_a_client_resetting_mid_sendfile_is_a_disconnect_not_an_app_error(
+    big_file: Path, captured_errors: list[logging.LogRecord]
+) -> None:
+    # A reader that keeps up, then resets: sendfile meets the broken socket before the
+    # loop has reported the connection lost.
+    with run_server(big_file_app) as server:
+        for _ in range(5):
+            with socket.create_connection((LOCALHOST, server.port), timeout=10) as sock:
+                sock.sendall(request("GET", f"/?{big_file}"))
+                received = 0
+                while received < 8 * 1024 * 1024:
+                    received += len(sock.recv(1024 * 1024))
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+        wait_for(lambda: len(OUTCOMES) == 5)
+    assert all(isinstance(outcome, OSError) for outcome in OUTCOMES)
+    errors = [record for record in captured_errors if record.levelno >= logging.ERROR]
+    assert errors == [], [record.getMessage() for record in errors]

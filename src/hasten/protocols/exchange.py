@@ -334,6 +334,10 @@ class Exchange:
             try:
                 await self.send_file(file.fd, file.offset, file.count, more_body)
             except ClientDisconnected:
+                # The socket broke under sendfile, maybe before the loop reported the
+                # connection lost: the client is gone either way.
+                if not self.disconnected:
+                    self.abort()
                 raise
             except OSError as exc:
                 error_logger.warning(
