@@ -32,7 +32,6 @@ ALL_CASES = ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "9.*", "10.*", "12
 # failed later than it could have; INFORMATIONAL: nothing to judge).
 _PASSING = frozenset({"OK", "NON-STRICT", "INFORMATIONAL"})
 _PASSING_CLOSE = frozenset({"OK", "INFORMATIONAL"})
-_MOST_FRAGMENTS_SENT = 1 << 17
 
 
 def python2() -> str | None:
@@ -97,10 +96,6 @@ def _free_port() -> int:
 def _serving(python: str, port: int) -> Iterator[None]:
     argv = [python, "-m", "hasten", "tests.apps.ws_echo:app", "--port", str(port)]
     argv += ["--log-level", "warning", "--no-access-log"]
-    # Cases 9.3.1-9.3.3 and 9.4.1-9.4.3 send 4 MiB in 64- to 1024-byte fragments (and an
-    # empty last one): past the default --ws-max-fragments (4096), a defence that closes
-    # them with 1009 by design.
-    argv += ["--ws-max-fragments", str(_MOST_FRAGMENTS_SENT)]
     process = subprocess.Popen(argv, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30

@@ -392,7 +392,7 @@ class Config:
         min=1,
     )
     ws_max_fragments: int = setting(
-        4096,
+        131072,
         "WebSocket: most frames one message may come in; more close the connection with 1009 "
         "(each fragment is kept until the message ends, and empty ones cost no size).",
         min=1,
