@@ -29,7 +29,12 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict src
 
-pytest: $(VENV)/.dev-installed test-tools  ## the suite on the editable, pure-Python install
+# wstest (Autobahn) runs on Python 2.7: pyenv's, or one on PATH. The suite's Autobahn
+# subset needs it, so it is installed before pytest wherever a Python 2.7 is.
+PYTHON2 := $(or $(shell ls -d $$HOME/.pyenv/versions/2.7*/bin/python2.7 2>/dev/null | tail -1),$(shell command -v python2.7))
+AUTOBAHN_TOOL := $(if $(PYTHON2),.autobahn/.installed)
+
+pytest: $(VENV)/.dev-installed test-tools $(AUTOBAHN_TOOL)  ## the suite on the editable, pure-Python install
 	EXPECTED_BUILD=pure $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # -- The wheel users install ---------------------------------------------------------------
@@ -61,7 +66,7 @@ $(WHEEL_VENV)/.installed-$(WHEEL_KEY): $(WHEEL_DIR)/.built
 	$(WHEEL_VENV)/bin/python -m pip install --quiet "$$(echo $(WHEEL))[dev]"
 	touch $@
 
-pytest-wheel: $(WHEEL_VENV)/.installed-$(WHEEL_KEY) test-tools  ## the suite on the installed wheel
+pytest-wheel: $(WHEEL_VENV)/.installed-$(WHEEL_KEY) test-tools $(AUTOBAHN_TOOL)  ## the suite on the installed wheel
 	EXPECTED_BUILD=compiled $(WHEEL_VENV)/bin/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The Debian tools the tests drive (curl, h2load, chromium), installed once before pytest
@@ -158,10 +163,9 @@ fuzz: $(VENV)/.dev-installed  ## long hypothesis run over the HTTP/1.1 request p
 # 10, 12, 13; ~10 min). AUTOBAHN_PYTHON picks the Python hasten runs on (a wheel's venv).
 .PHONY: autobahn
 AUTOBAHN_PYTHON ?= $(BIN)/python
-PYTHON2 = $(shell ls -d $$HOME/.pyenv/versions/2.7*/bin/python2.7 2>/dev/null | tail -1)
 
 .autobahn/.installed:
-	$(or $(PYTHON2),python2.7) -m pip install --quiet --target .autobahn/lib autobahntestsuite==0.8.2
+	$(PYTHON2) -m pip install --quiet --target .autobahn/lib autobahntestsuite==0.8.2
 	mkdir -p .autobahn/lib/zope && touch .autobahn/lib/zope/__init__.py  # a namespace package on 2.7
 	touch $@
 
