@@ -219,26 +219,23 @@ def measure(scenario: Scenario, spec: ServerSpec, settings: Settings) -> Sample:
 
 def _measure_wrk(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
     run_wrk(scenario, server.port, settings.warmup)
-    before = server.rss_kb()
-    with PeakRss(server) as rss:
-        result = run_wrk(scenario, server.port, settings.duration)
-    return Sample(
-        rate=result.rate,
-        p50_ms=result.p50_ms,
-        p99_ms=result.p99_ms,
-        rss_kb=rss.peak,
-        errors=result.errors,
-        rss_growth_kb=rss.peak - before,
-        client_cpu=result.client_cpu,
-    )
+    return _measured(server, lambda: run_wrk(scenario, server.port, settings.duration))
 
 
 def _measure_files(scenario: Scenario, server: RunningServer, settings: Settings) -> Sample:
+    return _measured(
+        server,
+        lambda: file_load.run(
+            server.port, scenario.path, scenario.connections, settings.warmup, settings.duration
+        ),
+    )
+
+
+def _measured(server: RunningServer, load: Callable[[], LoadResult]) -> Sample:
+    """One measured run of ``load``, with the server's peak RSS and its growth over it."""
     before = server.rss_kb()
     with PeakRss(server) as rss:
-        result = file_load.run(
-            server.port, scenario.path, scenario.connections, settings.warmup, settings.duration
-        )
+        result = load()
     return Sample(
         rate=result.rate,
         p50_ms=result.p50_ms,
