@@ -19,7 +19,6 @@ import h2.connection
 import h2.events
 
 from hasten.config import Config, settings_view
-from hasten.protocols.http2.connection import server_configuration
 from hasten.protocols.http2.limits import H2Limits
 from hasten.protocols.http2.machine import REQUEST as REQUEST_EVENT
 from hasten.protocols.http2.machine import H2Machine
@@ -38,6 +37,19 @@ RESPONSE = [
     (b"content-type", b"text/plain"),
     (b"content-length", b"13"),
 ]
+
+
+def server_configuration() -> h2.config.H2Configuration:
+    """h2's server side as hasten configured it while it served HTTP/2 with h2: received
+    fields checked by ``http2.fields`` and sent ones by ``http2.stream``, not by h2."""
+    return h2.config.H2Configuration(
+        client_side=False,
+        header_encoding=None,
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
 
 
 class H2Server:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hatch_build import COMPILED_MODULES, missing_types, typed_packages
+from hatch_build import COMPILED_MODULES, missing_types, third_party_imports, typed_packages
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -58,8 +58,14 @@ def test_the_build_hook_names_modules_that_exist() -> None:
 
 def test_every_package_the_compiled_modules_import_is_a_build_requirement() -> None:
     packages = typed_packages(ROOT)
-    assert {"websockets", "h2", "httptools"} <= set(packages)
+    assert {"websockets", "httptools"} <= set(packages)
     assert {canonicalize_name(name) for name in packages} <= build_requirements()
+
+
+def test_no_module_of_hasten_imports_the_http2_oracles() -> None:
+    """HTTP/2 is hasten's own: h2, hpack and hyperframe are test oracles, not dependencies."""
+    modules = sorted(Path(ROOT, "src", "hasten").rglob("*.py"))
+    assert not third_party_imports(modules) & {"h2", "hpack", "hyperframe"}
 
 
 def test_a_package_without_types_is_reported_missing() -> None:
@@ -96,7 +102,9 @@ def test_hasten_was_installed_from_a_wheel_and_its_dependencies_from_its_metadat
         for requirement in map(Requirement, distribution.requires or [])
         if requirement.marker is None or requirement.marker.evaluate({"extra": ""})
     ]
-    assert {canonicalize_name(r.name) for r in runtime} >= {"websockets", "h2", "httptools"}
+    names = {canonicalize_name(r.name) for r in runtime}
+    assert names >= {"websockets", "httptools"}
+    assert not names & {"h2", "hpack", "hyperframe"}
     for requirement in runtime:
         installed = metadata.distribution(requirement.name)
         assert requirement.specifier.contains(installed.version, prereleases=True), (

@@ -21,6 +21,7 @@ from hpack import Encoder
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     RstStreamFrame,
@@ -29,7 +30,7 @@ from hyperframe.frame import (
 )
 
 from tests.harness import RunningServer, run_server
-from tests.protocols.h2client import PREFACE, H2Client
+from tests.protocols.h2client import PREFACE, H2Client, parse_frames
 
 REQUEST_HEADERS = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "t")]
 
@@ -385,13 +386,25 @@ def wait_until(condition: Any, timeout: float = 5.0) -> None:
 
 
 def test_more_streams_than_allowed_are_refused() -> None:
+    """RFC 9113 §5.1.2: a stream over the advertised limit is refused on its own (a stream
+    error the client may retry), and the streams within the limit go on."""
     app = AbuseApp()
     with run_server(app, h2_max_concurrent_streams=4) as server:
         encoder = Encoder()
         hang = [*REQUEST_HEADERS[:1], (":path", "/hang"), *REQUEST_HEADERS[2:]]
         payload = b"".join(headers_frame(encoder, n, headers=hang) for n in range(1, 12, 2))
-        code = goaway_code_after(server, payload)
-        assert code in (ErrorCodes.PROTOCOL_ERROR, ErrorCodes.REFUSED_STREAM)  # §5.1.2
+        with raw_connection(server) as sock:
+            sock.sendall(payload)
+            frames: list[Any] = []
+            received = b""
+            deadline = time.monotonic() + 5
+            while len([f for f in frames if isinstance(f, RstStreamFrame)]) < 2:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                received += sock.recv(65536)
+                frames = parse_frames(received)
+        resets = {f.stream_id: f.error_code for f in frames if isinstance(f, RstStreamFrame)}
+        assert resets == {9: ErrorCodes.REFUSED_STREAM, 11: ErrorCodes.REFUSED_STREAM}
+        assert not any(isinstance(f, GoAwayFrame) for f in frames)
         assert_still_serving(server)
 
 

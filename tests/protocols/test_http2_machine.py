@@ -20,11 +20,11 @@ import h2.exceptions
 import h2.settings
 import hpack
 import pytest
+from bench.h2_floor import server_configuration
 from hyperframe import frame as hf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hasten.protocols.http2.connection import server_configuration
 from hasten.protocols.http2.frames import ErrorCode, FrameError
 from hasten.protocols.http2.limits import H2Limits
 from hasten.protocols.http2.machine import (

@@ -14,6 +14,7 @@ from hasten.config import Config, settings_view
 from hasten.logs import error_logger
 from hasten.protocols.http1.connection import H1Connection, RequestCycle
 from hasten.protocols.http2.connection import H2Connection
+from hasten.protocols.http2.frames import FrameError
 from hasten.protocols.http2.limits import H2Limits
 from hasten.protocols.websocket.connection import WebSocketSettings
 from hasten.protocols.websocket.handshake import upgrade_handler as websocket_upgrade_handler
@@ -82,8 +83,8 @@ def _upgrade_to_h2c(limits: H2Limits, conn: H1Connection, cycle: RequestCycle, r
         return False  # RFC 7540 §3.2.1: exactly one HTTP2-Settings, named in Connection
     settings_header = settings_values[0].strip()
     try:
-        # RFC 7540 §3.2.1: base64url without padding; h2 decodes leniently, so check first.
-        base64.b64decode(
+        # RFC 7540 §3.2.1: a SETTINGS payload in base64url without padding.
+        settings_payload = base64.b64decode(
             settings_header + b"=" * (-len(settings_header) % 4), altchars=b"-_", validate=True
         )
     except (binascii.Error, ValueError):
@@ -102,8 +103,8 @@ def _upgrade_to_h2c(limits: H2Limits, conn: H1Connection, cycle: RequestCycle, r
         return False
     upgraded = H2Connection(conn.state, limits)
     try:
-        upgraded.h2.initiate_upgrade_connection(settings_header)
-    except Exception as exc:  # h2 raises several kinds for a malformed SETTINGS payload
+        upgraded.h2.initiate_upgrade_connection(settings_payload)
+    except FrameError as exc:
         error_logger.debug("Ignoring h2c upgrade with bad HTTP2-Settings: %s", exc)
         return False
     conn.hand_over_to(functools.partial(upgraded.take_over_upgrade, cycle, body_length), rest)

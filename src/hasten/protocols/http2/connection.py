@@ -1,27 +1,16 @@
-"""HTTP/2 (RFC 9113) over the h2 state machine: the asyncio protocol of one connection.
+"""HTTP/2 (RFC 9113): the asyncio protocol of one connection.
 
-h2 is the sans-I/O layer: it is fed bytes and returns events, and turns the stream calls
-into bytes to send. This module moves those bytes, starts an app per stream
-(``stream.H2Stream``) and keeps the abuse budgets (``limits``).
-``negotiation.py`` decides which connections speak HTTP/2.
+``machine.H2Machine`` is the sans-I/O layer: it is fed bytes and returns events, and turns
+the streams' calls into frames to send. This module moves those bytes, starts an app per
+stream (``stream.H2Stream``) and keeps the streams counted against the limits while their
+apps run. ``negotiation.py`` decides which connections speak HTTP/2.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, cast
-
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-from h2.connection import ConnectionState
-from h2.errors import ErrorCodes
-from hpack import HPACKError, OversizedHeaderListError
-from hyperframe.frame import Frame, GoAwayFrame
 
 from hasten.asgi import decode_path
 from hasten.logs import error_logger
@@ -34,12 +23,25 @@ from hasten.protocols.http2.fields import (
     check_trailer_fields,
     parse_request_fields,
 )
-from hasten.protocols.http2.limits import H2Limits, RateBudget
+from hasten.protocols.http2.frames import ErrorCode, FrameError
+from hasten.protocols.http2.limits import H2Limits
+from hasten.protocols.http2.machine import (
+    DATA_RECEIVED,
+    GOAWAY_RECEIVED,
+    PREFACE,
+    REQUEST,
+    SETTINGS_CHANGED,
+    STREAM_REFUSED,
+    STREAM_RESET,
+    TRAILERS,
+    WINDOW_OPENED,
+    H2Event,
+    H2Machine,
+)
 from hasten.protocols.http2.stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
 from hasten.protocols.websocket.over_http2 import open_websocket_stream
 from hasten.state import ServerState
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SWITCHING_PROTOCOLS = (
     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
 )
@@ -47,13 +49,10 @@ SWITCHING_PROTOCOLS = (
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint", *FILE_EXTENSIONS)
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
-# Response bytes queued in h2 past which they are written at once instead of at the end of
-# the loop turn: an app that sends without ever yielding (a client with wide-open windows)
-# then meets the transport's backpressure instead of growing h2's buffer without end.
+# Frame bytes queued past which they are written at once instead of at the end of the loop
+# turn: an app that sends without ever yielding (a client with wide-open windows) then
+# meets the transport's backpressure instead of growing the queue without end.
 _FLUSH_NOW_SIZE: Final = 64 * 1024
-_RESETS_A_CLIENT_CAN_PROVOKE = frozenset(
-    {ErrorCodes.CANCEL, ErrorCodes.REFUSED_STREAM, ErrorCodes.PROTOCOL_ERROR}
-)
 
 
 class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
@@ -62,26 +61,20 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
     __slots__ = (
         "client",
         "closing",
-        "control_budget",
         "default_block",
         "default_pairs",
         "extensions",
         "flow",
         "flush_scheduled",
-        "goaway_sent",
         "h2",
-        "h2_receive_frame",
         "idle_since",
         "limits",
         "lingering",
-        "reset_budget",
         "scheme",
         "server",
-        "silent_frames",
         "state",
         "streams",
         "transport",
-        "unflushed",
         "upgrade_body_left",
     )
 
@@ -90,50 +83,21 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.limits = limits
         self.streams: dict[int, StreamHandler] = {}
         self.closing = False
-        self.goaway_sent = False
         self.lingering = False
         self.flush_scheduled = False
-        # DATA payload bytes handed to h2 since the last flush.
-        self.unflushed = 0
         self.upgrade_body_left = 0
         self.idle_since = 0.0
         self.default_block = b""
         self.default_pairs: list[tuple[bytes, bytes]] = []
-        now = state.loop.time()
-        self.reset_budget = RateBudget(limits.h2_max_reset_streams, now)
-        self.control_budget = RateBudget(limits.h2_max_control_frames, now)
-        machine = self.h2 = h2.connection.H2Connection(server_configuration())
-        machine.local_settings = h2.settings.Settings(
-            client=False,
-            initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: limits.h2_initial_window_size,
-                h2.settings.SettingCodes.MAX_FRAME_SIZE: limits.h2_max_frame_size,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: limits.h2_max_header_list_size,
-                # RFC 9113 §8.4: this server never pushes.
-                h2.settings.SettingCodes.ENABLE_PUSH: 0,
-                # RFC 8441 §3: WebSockets by extended CONNECT, when they are on.
-                h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: int(
-                    state.protocols.websocket is not None
-                ),
-            },
+        self.h2 = H2Machine(
+            limits, extended_connect=state.protocols.websocket is not None, now=state.loop.time()
         )
-        # RFC 9113 §10.5.1 / RFC 7541 §7: the decoded header list is capped while it is
-        # decoded (HPACK bomb, CVE-2016-6581), from the first request on.
-        machine.decoder.max_header_list_size = limits.h2_max_header_list_size
-        # Frames h2 deals with itself and reports no event for (DATA or WINDOW_UPDATE on a
-        # closed stream, answered with RST_STREAM or nothing; SETTINGS ACKs...) are counted
-        # as they pass, so that they spend the control budget like every other frame.
-        self.silent_frames = 0
-        self.h2_receive_frame: Callable[[Frame], list[h2.events.Event]] = machine._receive_frame
-        vars(machine)["_receive_frame"] = self._receive_frame
 
     # -- asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._attach(transport)
         self.h2.initiate_connection()
-        self._open_connection_window()
         self.flush()
         if self.state.shutting_down:
             self.shutdown()
@@ -148,11 +112,6 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             self.extensions["tls"] = tls
         self.idle_since = self.state.loop.time()
         self.state.connections.add(self)
-
-    def _open_connection_window(self) -> None:
-        increment = self.limits.connection_window - self.h2.inbound_flow_control_window
-        if increment > 0:
-            self.h2.increment_flow_control_window(increment)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.connections.discard(self)
@@ -178,66 +137,49 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             if not data:
                 return
         try:
-            events = self.h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            error_logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
-            if self.h2.state_machine.state != ConnectionState.CLOSED:
-                # A bad preface fails before h2 queues a GOAWAY (RFC 9113 §3.4).
-                self.h2.close_connection(ErrorCodes.PROTOCOL_ERROR)
-            elif _is_compression_error(exc):
-                # RFC 9113 §4.3: an undecodable header block is a COMPRESSION_ERROR; h2
-                # queued PROTOCOL_ERROR, so its GOAWAY is replaced.
-                self.h2.data_to_send()
-                self.transport.write(self._goaway(ErrorCodes.COMPRESSION_ERROR))
-            # Otherwise h2 has queued the GOAWAY with the error code RFC 9113 asks for.
+            events = self.h2.receive_data(data, self.state.loop.time())
+        except FrameError as exc:
+            # The machine has queued the GOAWAY with the code RFC 9113 asks for.
+            if exc.code == ErrorCode.ENHANCE_YOUR_CALM:
+                error_logger.warning("Closing HTTP/2 connection from %s: %s.", self.client, exc)
+            else:
+                error_logger.debug("HTTP/2 protocol error from %s: %s", self.client, exc)
             self._close_after_goaway()
             return
-        if self.silent_frames:
-            silent, self.silent_frames = self.silent_frames, 0
-            if not self.control_budget.spend(self.state.loop.time(), silent):
-                self._enhance_your_calm("too many frames on closed streams or without effect")
-                return
-        handlers = _EVENT_HANDLERS
         for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(self, event)
+            kind = event.kind
+            if kind == REQUEST:
+                self._on_request(event)
+            elif kind == DATA_RECEIVED:
+                self._on_data(event)
+            elif kind == WINDOW_OPENED:
+                self._on_window_opened(event.stream_id)
+            elif kind == TRAILERS:
+                self._on_trailers(event)
+            elif kind in (STREAM_RESET, STREAM_REFUSED):
+                self._on_stream_reset(event)
+            elif kind == SETTINGS_CHANGED:
+                if event.end_stream:  # the initial window changed
+                    self._wake_window_waiters()
+            elif kind == GOAWAY_RECEIVED:
+                self._on_goaway(event)
             if self.lingering or self.transport.is_closing():
                 return
-        if self._header_block_too_large():
-            return
         self.flush()
 
-    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
-        """h2's own handling of one frame, counting those it reports nothing for."""
-        events = self.h2_receive_frame(frame)
-        if not events:
-            self.silent_frames += 1
-        return events
+    # -- events from the machine ------------------------------------------------------------
 
-    def _header_block_too_large(self) -> bool:
-        """RFC 9113 §10.5.1: a header block still arriving in CONTINUATION frames is capped
-        before it is decoded (CONTINUATION flood, CVE-2024-27316)."""
-        pending = self.h2.incoming_buffer._headers_buffer
-        limit = self.limits.h2_max_header_list_size
-        if pending and sum(len(frame.data) for frame in pending) > limit:
-            self._enhance_your_calm("a header block larger than the header list limit")
-            return True
-        return False
-
-    # -- events from h2 ---------------------------------------------------------------------
-
-    def _on_request(self, event: h2.events.RequestReceived) -> None:
+    def _on_request(self, event: H2Event) -> None:
         stream_id = event.stream_id
-        if self.goaway_sent or len(self.streams) >= self.limits.h2_max_concurrent_streams:
-            # Streams whose app still runs count, even if h2 sees them closed (a reset
-            # provoked by the client, CVE-2025-8671); refusing one spends the reset budget.
-            self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+        if self.closing or len(self.streams) >= self.limits.h2_max_concurrent_streams:
+            # Streams whose app still runs count, even if the machine sees them closed (a
+            # reset provoked by the client, CVE-2025-8671); refusing one spends the reset
+            # budget.
+            self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM)
             return
-        self.control_budget.earn(1)
         try:
             fields = parse_request_fields(
-                event.headers or [], extended_connect=self.state.protocols.websocket is not None
+                event.headers, extended_connect=self.state.protocols.websocket is not None
             )
         except MalformedRequest as exc:
             self._refuse_malformed(stream_id, exc)
@@ -245,15 +187,22 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         scope, status = self._build_scope(fields)
         if fields.protocol:
             open_websocket_stream(self, stream_id, scope, status, fields.protocol)
+            stream = self.streams.get(stream_id)
         else:
-            self._open_stream(stream_id, scope, status)
+            stream = self._open_stream(stream_id, scope, status)
+        if stream is not None and event.end_stream:
+            stream.end_body()
 
-    def _on_trailers(self, event: h2.events.TrailersReceived) -> None:
+    def _on_trailers(self, event: H2Event) -> None:
         """Request trailers are dropped, as over HTTP/1.1; malformed ones reset the stream."""
         try:
-            check_trailer_fields(event.headers or [])
+            check_trailer_fields(event.headers)
         except MalformedRequest as exc:
-            self._refuse_malformed(event.stream_id or 0, exc)
+            self._refuse_malformed(event.stream_id, exc)
+            return
+        stream = self.streams.get(event.stream_id)
+        if stream is not None:
+            stream.end_body()
 
     def _refuse_malformed(self, stream_id: int, exc: MalformedRequest) -> None:
         """RFC 9113 §8.1.1: a malformed request is a stream error, not a connection error."""
@@ -263,7 +212,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             stream.client_gone()
             if not stream.response_complete:
                 stream.cancel()
-        self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self.reset_stream(stream_id, ErrorCode.PROTOCOL_ERROR)
 
     def _open_stream(self, stream_id: int, scope: dict[str, Any], status: int) -> H2Stream | None:
         """Start the app for a request, or answer it with ``status`` if that is not 0."""
@@ -350,55 +299,38 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
                 self.flush()
                 self.close_transport()
 
-    def _on_data(self, event: h2.events.DataReceived) -> None:
-        data = event.data or b""
-        stream = self.streams.get(event.stream_id or 0)
-        if not data and not event.stream_ended:
-            # Empty DATA frames carry nothing and cost work (CVE-2019-9518).
-            self._spend_control()
+    def _on_data(self, event: H2Event) -> None:
+        stream = self.streams.get(event.stream_id)
         if stream is None:
-            self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
+            self.h2.acknowledge(event.stream_id, event.flow_controlled_length)
             return
-        stream.feed_body(data, event.flow_controlled_length or 0)
+        stream.feed_body(event.data, event.flow_controlled_length)
         limit = self.limits.limit_request_body
         if limit is not None and stream.received_length > limit and not stream.disconnected:
             error_logger.debug("HTTP/2 request body over --limit-request-body; refusing it.")
             stream.refuse_body()
-
-    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
-        stream = self.streams.get(event.stream_id or 0)
-        if stream is not None:
+        elif event.end_stream:
             stream.end_body()
 
-    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
-        stream = self.streams.get(event.stream_id or 0)
+    def _on_stream_reset(self, event: H2Event) -> None:
+        """The client reset the stream, or the machine did for a stream error."""
+        stream = self.streams.get(event.stream_id)
         if stream is None or stream.response_complete:
             return
         stream.client_gone()
         # The client no longer wants the answer: stop working on it (RFC 9113 §10.5).
         stream.cancel()
-        self._spend_reset()
 
-    def _on_window_updated(self, event: h2.events.WindowUpdated) -> None:
-        self._spend_control()
-        if event.stream_id:
-            stream = self.streams.get(event.stream_id)
+    def _on_window_opened(self, stream_id: int) -> None:
+        if stream_id:
+            stream = self.streams.get(stream_id)
             if stream is not None:
                 stream.window_opened()
         else:
             self._wake_window_waiters()
 
-    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
-        self._spend_control()
-        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-            self._wake_window_waiters()
-
-    def _on_control_frame(self, event: h2.events.Event) -> None:
-        self._spend_control()
-
-    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+    def _on_goaway(self, event: H2Event) -> None:
         error_logger.debug("HTTP/2 client at %s sent GOAWAY (%s)", self.client, event.error_code)
-        self._spend_control()
         self.closing = True
         if not self.streams:
             self.close_transport()
@@ -407,33 +339,15 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         for stream in self.streams.values():
             stream.window_opened()
 
-    # -- abuse budgets ----------------------------------------------------------------------
-
-    def _spend_control(self) -> None:
-        if not self.control_budget.spend(self.state.loop.time()):
-            self._enhance_your_calm("too many control frames")
-
-    def _spend_reset(self) -> None:
-        if not self.reset_budget.spend(self.state.loop.time()):
-            self._enhance_your_calm("too many reset streams")
-
-    def _enhance_your_calm(self, reason: str) -> None:
-        """RFC 9113 §10.5: a peer that abuses the protocol loses the connection."""
-        if self.lingering or self.transport.is_closing():
-            return
-        error_logger.warning("Closing HTTP/2 connection from %s: %s.", self.client, reason)
-        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
-        self._close_after_goaway()
-
     # -- used by the streams ----------------------------------------------------------------
 
     def flush_soon(self) -> None:
-        """Write what h2 has queued once the tasks ready in this loop turn have run.
+        """Write the queued frames once the tasks ready in this loop turn have run.
 
         Stream apps run as tasks, often many in one turn (a client keeps dozens of streams
         in flight): their responses then leave in one write instead of one write each.
         """
-        if self.unflushed >= _FLUSH_NOW_SIZE:
+        if self.h2.writer.size >= _FLUSH_NOW_SIZE:
             self.flush()
         elif not self.flush_scheduled:
             self.flush_scheduled = True
@@ -444,30 +358,29 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.flush()
 
     def flush(self) -> None:
-        """Write whatever h2 has queued, in one write."""
-        self.unflushed = 0
+        """Write the queued frames, in one write."""
         data = self.h2.data_to_send()
         if data and not (self.lingering or self.transport.is_closing()):
             self.transport.write(data)
 
     def acknowledge(self, stream_id: int, size: int) -> None:
-        """Give ``size`` consumed body bytes back to the client's flow-control window."""
+        """Give ``size`` consumed body bytes back to the client's flow-control windows."""
         if size and not self.transport.is_closing():
-            try:
-                self.h2.acknowledge_received_data(size, stream_id)
-            except h2.exceptions.ProtocolError:
-                return
-            self.flush()
+            self.h2.acknowledge(stream_id, size)
+            self.flush_soon()
 
-    def reset_stream(self, stream_id: int, error_code: ErrorCodes) -> None:
-        """Reset a stream from the server side; this spends the client's reset budget too,
-        as a client can provoke server resets on purpose (MadeYouReset, CVE-2025-8671)."""
-        # h2 may have closed the stream already (the client's RST came in the same read).
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self.h2.reset_stream(stream_id, error_code)
-        self.flush()
-        if error_code in _RESETS_A_CLIENT_CAN_PROVOKE:
-            self._spend_reset()
+    def reset_stream(self, stream_id: int, error_code: ErrorCode) -> None:
+        """Reset a stream from the server side; resets a client can provoke on purpose spend
+        its reset budget (MadeYouReset, CVE-2025-8671), and exhausting it ends the
+        connection."""
+        self.h2.reset_stream(stream_id, error_code, self.state.loop.time())
+        if self.h2.terminated:
+            error_logger.warning(
+                "Closing HTTP/2 connection from %s: too many reset streams.", self.client
+            )
+            self._close_after_goaway()
+        else:
+            self.flush_soon()
 
     def default_headers(self, overridden: set[bytes]) -> list[tuple[bytes, bytes]]:
         """The server's default response fields (date, server, --header) the app didn't set."""
@@ -488,11 +401,8 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         if not stream.body_complete and not self.transport.is_closing():
             # RFC 9113 §8.1: the response is complete, so the rest of the request body is
             # not needed: ask the client to stop sending it.
-            try:
-                self.h2.reset_stream(stream.stream_id, ErrorCodes.NO_ERROR)
-            except h2.exceptions.ProtocolError:
-                return
-            self.flush()
+            self.h2.reset_stream(stream.stream_id, ErrorCode.NO_ERROR, self.state.loop.time())
+            self.flush_soon()
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -520,27 +430,16 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             self.transport.close()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: GOAWAY now, close once the streams in flight have finished.
-
-        The GOAWAY is written directly rather than through h2, whose state machine would
-        refuse to finish the streams in flight after it (RFC 9113 §6.8 lets them finish).
-        """
+        """Graceful shutdown: GOAWAY now, close once the streams in flight have finished
+        (RFC 9113 §6.8); streams the client opens after it are refused."""
         self.closing = True
         for stream in list(self.streams.values()):
             stream.shutdown()
-        if not (self.goaway_sent or self.lingering or self.transport.is_closing()):
-            self.goaway_sent = True
+        if not (self.lingering or self.transport.is_closing()):
+            self.h2.send_goaway()
             self.flush()
-            self.transport.write(self._goaway(ErrorCodes.NO_ERROR))
         if not self.streams:
             self.close_transport()
-
-    def _goaway(self, error_code: ErrorCodes) -> bytes:
-        """A GOAWAY frame built outside h2's state machine."""
-        goaway = GoAwayFrame(0)
-        goaway.last_stream_id = self.h2.highest_inbound_stream_id
-        goaway.error_code = error_code
-        return goaway.serialize()
 
     def abort(self) -> None:
         self.transport.abort()
@@ -569,7 +468,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
                 error_logger.debug("Resetting stalled HTTP/2 stream %d.", stream.stream_id)
                 # The app, waiting in receive() or send(), learns of it as a disconnect.
                 stream.client_gone()
-                self.reset_stream(stream.stream_id, ErrorCodes.CANCEL)
+                self.reset_stream(stream.stream_id, ErrorCode.CANCEL)
 
     # -- taking over an HTTP/1.1 connection -------------------------------------------------
 
@@ -591,7 +490,6 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         transport.set_protocol(self)
         cast(asyncio.Transport, transport).write(SWITCHING_PROTOCOLS)
         self._attach(transport)
-        self._open_connection_window()
         # The request keeps its HTTP/1.1 scope, minus the fields HTTP/2 doesn't carry.
         headers = [
             (name, value)
@@ -625,39 +523,3 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             if not self.upgrade_body_left:
                 stream.end_body()
         return rest
-
-
-def server_configuration() -> h2.config.H2Configuration:
-    """How hasten configures h2's server side (also measured alone by bench/h2_floor.py)."""
-    return h2.config.H2Configuration(
-        client_side=False,
-        header_encoding=None,
-        # Received fields are checked by http2.fields, sent ones by http2.stream, in one
-        # pass each, instead of h2's generator chains.
-        validate_inbound_headers=False,
-        normalize_inbound_headers=False,
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-    )
-
-
-def _is_compression_error(exc: h2.exceptions.ProtocolError) -> bool:
-    cause = exc.__cause__
-    return isinstance(cause, HPACKError) and not isinstance(cause, OversizedHeaderListError)
-
-
-_EVENT_HANDLERS: dict[type[h2.events.Event], Any] = {
-    h2.events.RequestReceived: H2Connection._on_request,
-    h2.events.DataReceived: H2Connection._on_data,
-    h2.events.StreamEnded: H2Connection._on_stream_ended,
-    h2.events.TrailersReceived: H2Connection._on_trailers,
-    h2.events.StreamReset: H2Connection._on_stream_reset,
-    h2.events.WindowUpdated: H2Connection._on_window_updated,
-    h2.events.RemoteSettingsChanged: H2Connection._on_settings,
-    h2.events.PingReceived: H2Connection._on_control_frame,
-    h2.events.PingAckReceived: H2Connection._on_control_frame,
-    h2.events.SettingsAcknowledged: H2Connection._on_control_frame,
-    h2.events.PriorityUpdated: H2Connection._on_control_frame,
-    h2.events.UnknownFrameReceived: H2Connection._on_control_frame,
-    h2.events.ConnectionTerminated: H2Connection._on_goaway,
-}

@@ -221,6 +221,8 @@ class H2Machine:
         """Serve an accepted ``Upgrade: h2c`` (RFC 7540 §3.2): the client's HTTP2-Settings
         (decoded) apply at once, acknowledged by the 101 itself (§3.2.1), and the request
         is stream 1, half-closed (remote). :class:`FrameError` for unacceptable settings."""
+        if len(settings_payload) % 6:
+            raise FrameError(ErrorCode.FRAME_SIZE_ERROR, "HTTP2-Settings of a partial setting")
         self._apply_settings(parse_settings(settings_payload))
         self.initiate_connection()
         stream = StreamState(1, self.remote_initial_window, self._initial_receive_window())
@@ -355,6 +357,11 @@ class H2Machine:
         if end_stream:
             self._remote_end(stream)
 
+    def _is_idle(self, stream_id: int) -> bool:
+        """§5.1: a stream the client has not opened yet, or one only the server could open
+        (even ids: this server opens none)."""
+        return stream_id > self.highest_stream_id or not stream_id % 2
+
     def _check_new_stream_id(self, stream_id: int) -> None:
         # §5.1.1: a client opens odd-numbered streams, each above the last.
         if not stream_id % 2:
@@ -380,7 +387,7 @@ class H2Machine:
             if stream is not None:
                 # §5.1: half-closed (remote) takes no more DATA.
                 raise FrameError(ErrorCode.STREAM_CLOSED, "DATA after END_STREAM", stream_id)
-            if stream_id > self.highest_stream_id:
+            if self._is_idle(stream_id):
                 raise FrameError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream")
             # §6.1: however the stream closed, a stream error.
             raise FrameError(ErrorCode.STREAM_CLOSED, "DATA on a closed stream", stream_id)
@@ -410,7 +417,7 @@ class H2Machine:
         stream_id = frame.stream_id
         stream = self.streams.get(stream_id)
         if stream is None:
-            if stream_id > self.highest_stream_id:
+            if self._is_idle(stream_id):
                 raise FrameError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on an idle stream")
             self.frames_without_effect += 1
             return
@@ -434,7 +441,7 @@ class H2Machine:
             return
         stream = self.streams.get(stream_id)
         if stream is None:
-            if stream_id > self.highest_stream_id:
+            if self._is_idle(stream_id):
                 raise FrameError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream")
             return
         stream.send_window += increment

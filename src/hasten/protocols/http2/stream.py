@@ -13,9 +13,6 @@ from collections.abc import Awaitable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import h2.exceptions
-from h2.errors import ErrorCodes
-
 from hasten.asgi import (
     PLAIN_RESPONSE_CONTENT_TYPE,
     ClientDisconnected,
@@ -24,6 +21,8 @@ from hasten.asgi import (
     plain_response_body,
 )
 from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
+from hasten.protocols.http2.frames import ErrorCode
+from hasten.protocols.http2.machine import StreamClosedError
 
 if TYPE_CHECKING:
     import asyncio
@@ -45,7 +44,7 @@ Headers = list[tuple[bytes, bytes]]
 def _field_value(value: bytes) -> bytes:
     """RFC 9113 §8.2.1: no whitespace at either end of a value (HTTP/1.1 reads it as OWS).
 
-    h2's own normalisation of sent fields is off (see ``connection.py``); names are lowered here.
+    Names are lowered by the caller.
     """
     if value and (value[0] in (32, 9) or value[-1] in (32, 9)):
         return value.strip(b" \t")
@@ -157,7 +156,7 @@ class H2Stream(Exchange):
     def abort(self) -> None:
         if not self.disconnected and not self.response_complete:
             self.response_complete = True
-            self.conn.reset_stream(self.stream_id, ErrorCodes.INTERNAL_ERROR)
+            self.conn.reset_stream(self.stream_id, ErrorCode.INTERNAL_ERROR)
             self.disconnected = True
 
     def send_error_response(
@@ -180,8 +179,8 @@ class H2Stream(Exchange):
         try:
             self.send_head(end_stream=not body)
             if body:
-                self.conn.h2.send_data(self.stream_id, body, end_stream=True)
-        except h2.exceptions.ProtocolError:
+                self.conn.h2.send_data(self.stream_id, body, True)
+        except StreamClosedError:
             self.disconnected = True
         self.conn.flush()
         self.body_finished = True
@@ -230,7 +229,7 @@ class H2Stream(Exchange):
         head = self.head
         assert head is not None
         self.head = None
-        self.conn.h2.send_headers(self.stream_id, head, end_stream=end_stream)
+        self.conn.h2.send_headers(self.stream_id, head, end_stream)
 
     def send_body(self, body: bytes, more_body: bool) -> Awaitable[None] | None:
         if self.is_head or self.status in NO_BODY_STATUSES:
@@ -256,7 +255,7 @@ class H2Stream(Exchange):
                 rest = self._send_frames(body, end_stream)
                 if rest is not None:
                     return self._send_when_window_opens(rest, end_stream)
-        except h2.exceptions.ProtocolError:
+        except StreamClosedError:
             # The stream or the connection was closed under the app (reset, GOAWAY).
             self.disconnected = True
             raise ClientDisconnected("the client disconnected") from None
@@ -268,7 +267,7 @@ class H2Stream(Exchange):
         machine = self.conn.h2
         stream_id = self.stream_id
         while True:
-            window = machine.local_flow_control_window(stream_id)
+            window = machine.send_window(stream_id)
             size = min(window, machine.max_outbound_frame_size, len(data))
             if size < len(data) and size <= 0:
                 self.conn.flush()
@@ -296,18 +295,18 @@ class H2Stream(Exchange):
                 raise ClientDisconnected("the client disconnected")
             try:
                 rest = self._send_frames(rest, end_stream)
-            except h2.exceptions.ProtocolError:
+            except StreamClosedError:
                 self.disconnected = True
                 raise ClientDisconnected("the client disconnected") from None
 
     def send_frame(self, chunk: bytes, end_stream: bool) -> None:
         """One DATA frame, which the windows have room for."""
         conn = self.conn
-        conn.h2.send_data(self.stream_id, chunk, end_stream=end_stream)
-        conn.unflushed += len(chunk)
+        machine = conn.h2
+        machine.send_data(self.stream_id, chunk, end_stream)
         self.progress_at = conn.state.loop.time()
         if len(chunk) >= _USEFUL_FRAME_SIZE or end_stream:
-            conn.control_budget.earn(2)
+            machine.control_budget.earn(2)
 
     def send_trailers(self, fields: dict[str, Any]) -> bool:
         for name, value in fields.get("headers", ()):
@@ -318,8 +317,8 @@ class H2Stream(Exchange):
         if fields.get("more_trailers", False):
             return False
         try:
-            self.conn.h2.send_headers(self.stream_id, self.trailers, end_stream=True)
-        except h2.exceptions.ProtocolError:
+            self.conn.h2.send_headers(self.stream_id, self.trailers, True)
+        except StreamClosedError:
             self.disconnected = True
             raise ClientDisconnected("the client disconnected") from None
         self.conn.flush()
@@ -332,8 +331,8 @@ class H2Stream(Exchange):
             check_response_header(b"link", link)
             head.append((b"link", _field_value(link)))
         try:
-            self.conn.h2.send_headers(self.stream_id, head)
-        except h2.exceptions.ProtocolError:
+            self.conn.h2.send_headers(self.stream_id, head, False)
+        except StreamClosedError:
             self.disconnected = True
             raise ClientDisconnected("the client disconnected") from None
         self.conn.flush()
@@ -358,7 +357,7 @@ class H2Stream(Exchange):
         the app sees a disconnect either way."""
         if self.response_started and self.head is None:
             self.client_gone()
-            self.conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
+            self.conn.reset_stream(self.stream_id, ErrorCode.CANCEL)
             return
         self.send_error_response(413)
         self.client_gone()

@@ -15,13 +15,13 @@ import asyncio
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final
 
-import h2.exceptions
-from h2.errors import ErrorCodes
 from websockets.exceptions import InvalidHandshake
 
 from hasten.asgi import ClientDisconnected, Message, websocket_scope
 from hasten.logs import error_logger, log_access
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_WRITES, FlowControl
+from hasten.protocols.http2.frames import ErrorCode
+from hasten.protocols.http2.machine import StreamClosedError
 from hasten.protocols.http2.stream import H2Stream
 from hasten.protocols.websocket.connection import (
     WebSocketConnection,
@@ -192,7 +192,7 @@ class H2WebSocketStream:
         request.start_response({"status": 200, "headers": headers})
         try:
             request.send_head(end_stream=False)
-        except h2.exceptions.ProtocolError:
+        except StreamClosedError:
             self._stream_over()
             raise ClientDisconnected("the stream closed before the accept") from None
         self.conn.flush_soon()
@@ -287,7 +287,7 @@ class H2WebSocketStream:
 
     def abort(self) -> None:
         if not self.over:
-            self.conn.reset_stream(self.stream_id, ErrorCodes.CANCEL)
+            self.conn.reset_stream(self.stream_id, ErrorCode.CANCEL)
             self._stream_over()
 
     def is_closing(self) -> bool:
@@ -312,7 +312,7 @@ class H2WebSocketStream:
         try:
             while outgoing:
                 size = min(
-                    machine.local_flow_control_window(stream_id),
+                    machine.send_window(stream_id),
                     machine.max_outbound_frame_size,
                     len(outgoing),
                 )
@@ -323,9 +323,9 @@ class H2WebSocketStream:
                 self.request.send_frame(chunk, end_stream=False)
                 self.progress_at = self.conn.state.loop.time()
             if self.end_pending and not outgoing:
-                machine.end_stream(stream_id)
+                machine.send_data(stream_id, b"", True)
                 finished = True
-        except h2.exceptions.ProtocolError:
+        except StreamClosedError:
             # The client reset the stream, or the connection is going.
             finished = True
         self.conn.flush_soon()
