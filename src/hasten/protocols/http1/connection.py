@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from asyncio import Task
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any, Final, cast
@@ -27,7 +26,7 @@ from hasten.asgi import (
     plain_response,
 )
 from hasten.logs import error_logger
-from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope
+from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope, start_app_task
 from hasten.protocols.flow import PAUSED_FOR_BODY, PAUSED_FOR_PIPELINE, FlowControl
 from hasten.protocols.http1.checks import (
     CHECKED_FIELDS,
@@ -517,10 +516,7 @@ class H1Connection(asyncio.Protocol):
     # -- request dispatch -------------------------------------------------------------------
 
     def _start_next(self) -> None:
-        """Start queued requests, one at a time, while earlier ones finish at once.
-
-        Called once per request: the app is started here, with no helper call in between.
-        """
+        """Start queued requests, one at a time, while earlier ones finish at once."""
         pipeline = self.pipeline
         state = self.state
         while self.cycle is None and pipeline:
@@ -530,24 +526,7 @@ class H1Connection(asyncio.Protocol):
             if state.limit_concurrency is not None and at_capacity(state):
                 cycle.send_error_response(503)
                 continue
-            # A plain task, not an eager one (Python 3.12's eager_start, which would run the
-            # app inside data_received): reading every ready socket first and then running
-            # the apps serves a loaded server better.
-            loop = state.loop
-            if loop.get_task_factory() is None:
-                # A named Task rather than loop.create_task(): every unnamed task gets a
-                # "Task-<n>" string formatted for it (uvloop names a task only after making
-                # it). A factory the app set is honoured.
-                # Explicit context: a pipelined request starts from the previous one's task.
-                task = cycle.task = Task(
-                    cycle.run(),
-                    loop=loop,
-                    name=REQUEST_TASK_NAME,
-                    context=state.base_context.copy(),
-                )
-            else:
-                task = cycle.task = loop.create_task(cycle.run(), context=state.base_context.copy())
-            state.tasks.add(task)
+            cycle.task = start_app_task(state, cycle.run(), REQUEST_TASK_NAME)
         if not pipeline:
             self.pipeline = NO_REQUESTS
             if self.flow.read_pause_reasons:

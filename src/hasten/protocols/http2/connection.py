@@ -14,7 +14,7 @@ from typing import Any, Final, cast
 
 from hasten.asgi import decode_path
 from hasten.logs import error_logger
-from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope
+from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope, start_app_task
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1.connection import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2.fields import (
@@ -47,6 +47,7 @@ SWITCHING_PROTOCOLS = (
 )
 # The ASGI extensions every HTTP/2 request's scope offers.
 _ADVERTISED_EXTENSIONS = ("http.response.trailers", "http.response.early_hint", *FILE_EXTENSIONS)
+STREAM_TASK_NAME: Final = "hasten.http2.stream"
 # How long input is read and dropped after a GOAWAY before the socket is closed.
 _LINGER_SECONDS = 1.0
 # Frame bytes queued past which they are written at once instead of at the end of the loop
@@ -227,11 +228,9 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         """Start the app of a new stream."""
         self.streams[stream.stream_id] = stream
         self.idle_since = 0.0
-        state = self.state
         # The stream reports its end itself (app_finished), rather than through a done
         # callback: that would cost one more loop callback per request.
-        stream.task = state.loop.create_task(stream.run(), context=state.base_context.copy())
-        state.tasks.add(stream.task)
+        stream.task = start_app_task(self.state, stream.run(), STREAM_TASK_NAME)
 
     def answer_stream(
         self, stream: H2Stream, status: int, extra_fields: Sequence[tuple[bytes, bytes]] = ()
@@ -283,6 +282,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
     def app_finished(self, stream: StreamHandler) -> None:
         if stream.task is not None:
             self.state.tasks.discard(stream.task)
+            stream.task = None  # no reference cycle left for the garbage collector
         self.stream_task_done(stream)
 
     def stream_task_done(self, stream: StreamHandler) -> None:
