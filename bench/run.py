@@ -535,14 +535,16 @@ def publish(
     print(f"wrote {RESULTS_DIR / 'latest.md'}, latest.png and latest.json")
 
 
-def render_again() -> None:
-    """Rebuild latest.md and latest.png from latest.json (after a change to the report)."""
+def render_again(write: bool = True) -> None:
+    """Rebuild latest.md and latest.png from latest.json (after a change to the report);
+    without ``write``, only print the target lines."""
     document = json.loads((RESULTS_DIR / "latest.json").read_text())
     samples = {
         scenario: {server: [Sample(**x) for x in runs] for server, runs in by_server.items()}
         for scenario, by_server in document["samples"].items()
     }
-    publish(samples, document["machine"], Settings(**document["settings"]), document["elapsed"])
+    settings = Settings(**document["settings"])
+    publish(samples, document["machine"], settings, document["elapsed"], write)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -563,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render:
-        render_again()
+        render_again(write=not args.no_write)
         return 0
     settings = QUICK if args.quick else FULL
     ensure_tools()
