@@ -126,8 +126,8 @@ $(BENCH_VENV)/.hasten-$(WHEEL_KEY): $(BENCH_VENV)/.bench-installed $(WHEEL_DIR)/
 	rm -f $(BENCH_VENV)/.hasten-* && touch $@
 
 bench-tools:
-	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
-	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client; }
+	@command -v wrk >/dev/null && command -v h2load >/dev/null && command -v openssl >/dev/null || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client openssl; }
 
 # BASELINE=REV adds the hasten of git revision REV (its wheel, built as `make wheel` builds
 # ours, in .venv-bench-base) to every scenario: an A/B of two builds in the same rounds.

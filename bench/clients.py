@@ -8,6 +8,7 @@ import contextlib
 import os
 import resource
 import socket
+import ssl
 
 HELLO_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -78,6 +79,23 @@ def probe_http2(port: int) -> bool:
         return False
     # The server's connection preface is a SETTINGS frame: type 0x4 in the 4th byte.
     return len(answer) >= 4 and answer[3] == 0x04
+
+
+def probe_http2_over_tls(port: int) -> bool:
+    """Whether the server picks h2 when a TLS client offers h2 and http/1.1 by ALPN
+    (RFC 9113 §3.2); the certificate is not verified, as h2load does not verify it."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=3) as sock,
+            context.wrap_socket(sock) as tls,
+        ):
+            return tls.selected_alpn_protocol() == "h2"
+    except OSError:
+        return False
 
 
 def _ws_handshake(path: str = "/") -> tuple[bytes, bytes]:

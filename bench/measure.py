@@ -23,6 +23,7 @@ _H2LOAD_REQUESTS = re.compile(
     r"(\d+) errored",
     re.M,
 )
+_H2LOAD_TLS = re.compile(r"^TLS Protocol: (\S+)\nCipher: (\S+)$", re.M)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class LoadResult:
     requests: int = 0
     errors: int = 0  # socket errors, non-2xx answers, failed requests
     client_cpu: float | None = None  # the load generator's CPU share over the run (1.0: a core)
+    tls: str | None = None  # the TLS version and cipher negotiated, over TLS
 
 
 @dataclass
@@ -110,13 +112,20 @@ def parse_wrk(output: str) -> LoadResult:
 
 
 def parse_h2load(output: str) -> LoadResult:
-    """Requests/s and failures from h2load output (h2load prints no percentiles)."""
+    """Requests/s, failures and the TLS negotiated from h2load output (h2load prints no
+    percentiles)."""
     finished = _H2LOAD_FINISHED.search(output)
     requests = _H2LOAD_REQUESTS.search(output)
     if finished is None or requests is None:
         raise ValueError(f"unexpected h2load output:\n{output}")
     total, _started, _done, _succeeded, failed, errored = (int(n) for n in requests.groups())
-    return LoadResult(rate=float(finished.group(3)), requests=total, errors=failed + errored)
+    tls = _H2LOAD_TLS.search(output)
+    return LoadResult(
+        rate=float(finished.group(3)),
+        requests=total,
+        errors=failed + errored,
+        tls=f"{tls.group(1)} {tls.group(2)}" if tls else None,
+    )
 
 
 def median(values: Iterable[float | None]) -> float | None:

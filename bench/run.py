@@ -19,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,9 +36,11 @@ from bench.servers import (
     HASTEN,
     HYPERCORN,
     PEERS,
+    Certificate,
     RunningServer,
     ServerSpec,
     baseline,
+    self_signed_certificate,
     serving,
 )
 from bench.websocket_load import ExtensionRefused, WebSocketLoad
@@ -80,6 +83,8 @@ class Scenario:
     # Per-server options a scenario needs on top of the defaults.
     server_options: tuple[tuple[str, tuple[str, ...]], ...] = ()
     websocket: WebSocketLoad | None = None  # what a ws scenario sends
+    streams: int = 1  # h2: concurrent streams per connection (h2load -m)
+    tls: bool = False  # h2: over TLS, h2 chosen by ALPN, instead of prior knowledge
 
     def options_for(self, server: str) -> tuple[str, ...]:
         return dict(self.server_options).get(server, ())
@@ -123,7 +128,22 @@ SCENARIOS = (
         "plain:ws_broadcast", "ws", 1001, unit="msgs/s",
         websocket=WebSocketLoad(1, 4, b"b" * 32, listeners=1000),
     ),
-    Scenario("h2", "h2load -c 8 -m 32, HTTP/2 prior knowledge", "plain:hello", "h2", 8),
+    Scenario(
+        "h2", "hello over HTTP/2 prior knowledge, h2load -c8 -m32", "plain:hello", "h2", 8,
+        streams=32,
+    ),
+    Scenario(
+        "h2c100", "hello over HTTP/2 prior knowledge, h2load -c100 -m10", "plain:hello", "h2",
+        100, streams=10,
+    ),
+    Scenario(
+        "h2big", "1 MiB response (one body message) over HTTP/2 prior knowledge, h2load -c8 -m4",
+        "plain:big", "h2", 8, streams=4,
+    ),
+    Scenario(
+        "h2tls", "hello over HTTP/2 over TLS (ALPN h2, self-signed certificate), h2load -c8 -m32",
+        "plain:hello", "h2", 8, streams=32, tls=True,
+    ),
     Scenario(
         "file", "64 MiB file, Starlette FileResponse (pathsend where offered), 4 conns",
         "files:app", "files", 4, path="/big.bin", unit="files/s",
@@ -180,10 +200,16 @@ def run_wrk(scenario: Scenario, port: int, duration: float) -> LoadResult:
     return dataclasses.replace(parse_wrk(done.stdout), client_cpu=clock.share())
 
 
+def h2load_argv(scenario: Scenario, port: int, duration: float, warmup: float) -> list[str]:
+    argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{scenario.connections}"]
+    argv += [f"-m{scenario.streams}", f"-D{max(1, round(duration))}"]
+    argv.append(f"--warm-up-time={max(1, round(warmup))}")
+    scheme = "https" if scenario.tls else "http"
+    return [*argv, f"{scheme}://127.0.0.1:{port}{scenario.path}"]
+
+
 def run_h2load(scenario: Scenario, port: int, duration: float, warmup: float) -> LoadResult:
-    argv = ["taskset", "-c", CLIENT_CPU, "h2load", "-t1", f"-c{scenario.connections}", "-m32"]
-    argv += [f"-D{max(1, round(duration))}", f"--warm-up-time={max(1, round(warmup))}"]
-    argv.append(f"http://127.0.0.1:{port}{scenario.path}")
+    argv = h2load_argv(scenario, port, duration, warmup)
     clock = CpuClock.of_children()
     done = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=duration + 60)
     return dataclasses.replace(parse_h2load(done.stdout), client_cpu=clock.share())
@@ -198,15 +224,21 @@ def check_answers(port: int, path: str) -> None:
         raise RuntimeError(f"GET {path} answered {head[:60]!r}")
 
 
-def measure(scenario: Scenario, spec: ServerSpec, settings: Settings) -> Sample:
+def measure(
+    scenario: Scenario, spec: ServerSpec, settings: Settings, certificate: Certificate | None
+) -> Sample:
     options = scenario.options_for(spec.name)
-    with serving(spec, scenario.app, scenario.keep_alive, options) as server:
+    served_with = certificate if scenario.tls else None
+    with serving(spec, scenario.app, scenario.keep_alive, options, served_with) as server:
         if scenario.kind == "ws":
             if spec is HASTEN and not WEBSOCKET_MODULE.exists():
                 return Sample(skipped="not supported yet")
             if not clients.probe_websocket(server.port):
                 return Sample(skipped="not supported yet" if spec is HASTEN else "no upgrade")
-        if scenario.kind == "h2" and not clients.probe_http2(server.port):
+        if scenario.kind == "h2" and scenario.tls:
+            if not clients.probe_http2_over_tls(server.port):
+                return Sample(skipped="no HTTP/2 over TLS (ALPN did not pick h2)")
+        elif scenario.kind == "h2" and not clients.probe_http2(server.port):
             return Sample(skipped="no HTTP/2 prior knowledge")
         if scenario.kind in ("wrk", "idle", "files"):
             check_answers(server.port, scenario.path)
@@ -289,7 +321,11 @@ def _measure_h2(scenario: Scenario, server: RunningServer, settings: Settings) -
     with PeakRss(server) as rss:
         result = run_h2load(scenario, server.port, settings.duration, settings.warmup)
     return Sample(
-        rate=result.rate, rss_kb=rss.peak, errors=result.errors, client_cpu=result.client_cpu
+        rate=result.rate,
+        rss_kb=rss.peak,
+        errors=result.errors,
+        client_cpu=result.client_cpu,
+        notes=[f"TLS: {result.tls}"] if result.tls else [],
     )
 
 
@@ -308,7 +344,8 @@ def rotated(items: tuple[ServerSpec, ...], by: int) -> Iterator[ServerSpec]:
 
 
 def ensure_tools() -> None:
-    missing = [tool for tool in ("wrk", "h2load", "taskset") if shutil.which(tool) is None]
+    tools = ("wrk", "h2load", "taskset", "openssl")
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         sys.exit(f"missing tools: {', '.join(missing)} (make bench installs them)")
     if len(os.sched_getaffinity(0) | {0, 1}) < 2 or (os.cpu_count() or 1) < 2:
@@ -384,7 +421,7 @@ def write_report(
         "- Access logs are off on every server (`--no-access-log` for hasten, uvicorn and",
         "  granian; hypercorn logs no access by default), log level `warning`.",
         "- hasten: `--loop uvloop`; uvicorn: `--loop uvloop --http httptools`; granian:",
-        "  `--interface asgi --workers 1`; hypercorn (h2 only): `--worker-class uvloop`.",
+        "  `--interface asgi --workers 1`; hypercorn (the h2 rows only): `--worker-class uvloop`.",
         "- `wrk -t1 -cN --latency` gives req/s and p50/p99; peak RSS is sampled from",
         "  /proc/PID/status every 100 ms (summed over the server's processes).",
         "- `idle`: after a warm-up, the client opens "
@@ -396,7 +433,13 @@ def write_report(
         "  are batch round trips. `wsbroadcast` opens 1000 listeners, then the sender; its",
         "  rate is messages delivered to all, and its KB/conn the server's RSS growth per",
         "  idle open WebSocket (before the load).",
-        "- `h2`: `h2load -c8 -m32` with prior knowledge (no percentiles: h2load prints none).",
+        "- `h2*`: `h2load -t1` (no percentiles: h2load prints none), with prior knowledge:",
+        "  `h2` 8 connections x 32 concurrent streams, `h2c100` 100 x 10, `h2big` a 1 MiB",
+        "  response (one body message) at 8 x 4; `h2tls` is `h2` over TLS, h2 chosen by",
+        "  ALPN, each server given the same self-signed certificate (`openssl req`, made for",
+        "  the run; h2load verifies none) by its own options and negotiating its own default",
+        "  cipher (the Notes list them). uvicorn has no HTTP/2: its cells say why. The chart",
+        "  plots these rows against granian, with hypercorn, which uses the h2 library.",
         "- `file`, `static`: 4 keep-alive connections downloading a 64 MiB file of random",
         "  bytes, one thread each, reading only the response head: the body is spliced from",
         "  the socket through a pipe into /dev/null (`bench/file_load.py`), so the client",
@@ -414,6 +457,9 @@ def write_report(
     ]
     lines += [f"- `{s.name}`: {s.description}" for s in SCENARIOS]
     lines += ["", "## Results (medians)", "", *report.results_table(summary, units), ""]
+    notes = report.notes_lines(summary)
+    if notes:
+        lines += ["## Notes", "", *notes, ""]
     lines += ["## Targets", "", "```", *(check.line() for check in checks), "```", ""]
     if against_baseline:
         lines += [
@@ -431,9 +477,13 @@ def write_report(
 
 
 def collect(
-    settings: Settings, scenarios: list[Scenario], extra: tuple[ServerSpec, ...] = ()
+    settings: Settings,
+    scenarios: list[Scenario],
+    extra: tuple[ServerSpec, ...] = (),
+    certificate: Certificate | None = None,
 ) -> dict[str, dict[str, list[Sample]]]:
-    """Every round of every scenario on every server: the raw samples."""
+    """Every round of every scenario on every server: the raw samples (TLS scenarios are
+    served with ``certificate``)."""
     samples: dict[str, dict[str, list[Sample]]] = {
         s.name: {spec.name: [] for spec in peers_for(s, extra)} for s in scenarios
     }
@@ -441,7 +491,7 @@ def collect(
         for scenario in scenarios:
             for spec in rotated(peers_for(scenario, extra), round_index):
                 try:
-                    sample = measure(scenario, spec, settings)
+                    sample = measure(scenario, spec, settings, certificate)
                 except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
                     sample = Sample(skipped=f"error: {str(exc).splitlines()[0][:80]}")
                 samples[scenario.name][spec.name].append(sample)
@@ -485,14 +535,16 @@ def publish(
     print(f"wrote {RESULTS_DIR / 'latest.md'}, latest.png and latest.json")
 
 
-def render_again() -> None:
-    """Rebuild latest.md and latest.png from latest.json (after a change to the report)."""
+def render_again(write: bool = True) -> None:
+    """Rebuild latest.md and latest.png from latest.json (after a change to the report);
+    without ``write``, only print the target lines."""
     document = json.loads((RESULTS_DIR / "latest.json").read_text())
     samples = {
         scenario: {server: [Sample(**x) for x in runs] for server, runs in by_server.items()}
         for scenario, by_server in document["samples"].items()
     }
-    publish(samples, document["machine"], Settings(**document["settings"]), document["elapsed"])
+    settings = Settings(**document["settings"])
+    publish(samples, document["machine"], settings, document["elapsed"], write)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -513,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render:
-        render_again()
+        render_again(write=not args.no_write)
         return 0
     settings = QUICK if args.quick else FULL
     ensure_tools()
@@ -529,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
         info["baseline"] = args.baseline_name or args.baseline
     print(f"bench: {settings.mode} mode on {info['cpu']}, Python {info['python']}", flush=True)
     started = time.monotonic()
-    samples = collect(settings, scenarios, extra)
+    with tempfile.TemporaryDirectory(prefix="hasten-bench-tls-") as tls_dir:
+        certificate = self_signed_certificate(tls_dir) if any(s.tls for s in scenarios) else None
+        samples = collect(settings, scenarios, extra, certificate)
     elapsed = time.monotonic() - started
     print(f"bench: done in {elapsed / 60:.1f} min")
     publish(samples, info, settings, elapsed, write=not args.no_write)

@@ -21,17 +21,49 @@ _BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """A certificate chain and its private key, both PEM files."""
+
+    certfile: str
+    keyfile: str
+
+
+def self_signed_certificate(directory: str) -> Certificate:
+    """A self-signed certificate for 127.0.0.1, made by ``openssl`` in ``directory`` (h2load
+    verifies no certificate; the bench venv has no Python package that makes one)."""
+    made = Certificate(os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem"))
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", made.keyfile, "-out", made.certfile],
+        capture_output=True, check=True, timeout=60,
+    )  # fmt: skip
+    return made
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     """How to start one server on an app (``module:attr``) with access logs off."""
 
     name: str
     argv: tuple[str, ...]  # {app}, {port} and {keep_alive} are filled in
+    tls: tuple[str, ...] = ()  # the options that serve TLS: {certfile} and {keyfile} filled in
 
     def command(
-        self, app: str, port: int, keep_alive: int, options: tuple[str, ...] = ()
+        self,
+        app: str,
+        port: int,
+        keep_alive: int,
+        options: tuple[str, ...] = (),
+        certificate: Certificate | None = None,
     ) -> list[str]:
         values = {"app": app, "port": str(port), "keep_alive": str(keep_alive)}
-        return [part.format(**values) for part in self.argv] + list(options)
+        argv = [part.format(**values) for part in self.argv] + list(options)
+        if certificate is not None:
+            files = {"certfile": certificate.certfile, "keyfile": certificate.keyfile}
+            argv += [part.format(**files) for part in self.tls]
+        return argv
 
 
 PY = sys.executable
@@ -42,22 +74,26 @@ HASTEN = ServerSpec(
     (PY, "-m", "hasten", "{app}", "--host", "127.0.0.1", "--port", "{port}",
      "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
      "--timeout-keep-alive", "{keep_alive}"),
+    ("--ssl-certfile", "{certfile}", "--ssl-keyfile", "{keyfile}"),
 )  # fmt: skip
 UVICORN = ServerSpec(
     "uvicorn",
     (PY, "-m", "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}",
      "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
      "--ws", "websockets", "--timeout-keep-alive", "{keep_alive}"),
+    ("--ssl-certfile", "{certfile}", "--ssl-keyfile", "{keyfile}"),
 )  # fmt: skip
 GRANIAN = ServerSpec(
     "granian",
     (str(_BIN / "granian"), "--interface", "asgi", "--workers", "1", "--host", "127.0.0.1",
      "--port", "{port}", "--no-access-log", "--log-level", "warning", "{app}"),
+    ("--ssl-certificate", "{certfile}", "--ssl-keyfile", "{keyfile}"),
 )  # fmt: skip
 HYPERCORN = ServerSpec(
     "hypercorn",
     (PY, "-m", "hypercorn", "{app}", "--bind", "127.0.0.1:{port}", "--worker-class", "uvloop",
      "--log-level", "warning", "--keep-alive", "{keep_alive}"),
+    ("--certfile", "{certfile}", "--keyfile", "{keyfile}"),
 )  # fmt: skip
 
 PEERS = (HASTEN, UVICORN, GRANIAN)
@@ -67,7 +103,7 @@ BASELINE_NAME = "hasten-base"
 def baseline(python: str) -> ServerSpec:
     """hasten as another Python installed it (``make bench BASELINE=REV``), run exactly as
     ``HASTEN`` is, so that two builds of hasten are compared side by side in one run."""
-    return ServerSpec(BASELINE_NAME, (python, *HASTEN.argv[1:]))
+    return ServerSpec(BASELINE_NAME, (python, *HASTEN.argv[1:]), HASTEN.tls)
 
 
 def free_port() -> int:
@@ -104,13 +140,19 @@ class RunningServer:
     """A server process pinned to SERVER_CPU, listening on 127.0.0.1:port."""
 
     def __init__(
-        self, spec: ServerSpec, app: str, keep_alive: int = 5, options: tuple[str, ...] = ()
+        self,
+        spec: ServerSpec,
+        app: str,
+        keep_alive: int = 5,
+        options: tuple[str, ...] = (),
+        certificate: Certificate | None = None,
     ) -> None:
         self.spec = spec
         self.port = free_port()
         # A file, not a pipe: a server that logs a lot must never block on a full pipe.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 -- lives as long as the process
-        argv = ["taskset", "-c", SERVER_CPU, *spec.command(app, self.port, keep_alive, options)]
+        command = spec.command(app, self.port, keep_alive, options, certificate)
+        argv = ["taskset", "-c", SERVER_CPU, *command]
         self.process = subprocess.Popen(
             argv,
             cwd=APPS_DIR,
@@ -158,9 +200,13 @@ class RunningServer:
 
 @contextlib.contextmanager
 def serving(
-    spec: ServerSpec, app: str, keep_alive: int = 5, options: tuple[str, ...] = ()
+    spec: ServerSpec,
+    app: str,
+    keep_alive: int = 5,
+    options: tuple[str, ...] = (),
+    certificate: Certificate | None = None,
 ) -> Iterator[RunningServer]:
-    server = RunningServer(spec, app, keep_alive, options)
+    server = RunningServer(spec, app, keep_alive, options, certificate)
     try:
         server.wait_ready()
         yield server

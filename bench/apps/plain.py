@@ -31,6 +31,8 @@ _STREAM_START = {
     ],
 }
 
+_BIG_END = {"type": "http.response.body", "body": STREAM_CHUNK * STREAM_CHUNKS}
+
 
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
@@ -84,6 +86,15 @@ async def stream(scope: Scope, receive: Receive, send: Send) -> None:
     for _ in range(STREAM_CHUNKS - 1):
         await send({"type": "http.response.body", "body": STREAM_CHUNK, "more_body": True})
     await send({"type": "http.response.body", "body": STREAM_CHUNK})
+    return None
+
+
+async def big(scope: Scope, receive: Receive, send: Send) -> None:
+    """1 MiB response sent as one body message."""
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    await send(_STREAM_START)
+    await send(_BIG_END)
     return None
 
 

@@ -71,6 +71,17 @@ def test_h2load_rate_and_failures_are_read() -> None:
     assert result.requests == 91407
 
 
+def test_h2load_over_tls_gives_the_version_and_cipher_negotiated() -> None:
+    over_tls = H2LOAD_OUTPUT.replace(
+        "starting benchmark...\n",
+        "starting benchmark...\nspawning thread #0: 8 total client(s). 91407 total requests\n"
+        "TLS Protocol: TLSv1.3\nCipher: TLS_AES_128_GCM_SHA256\n"
+        "Server Temp Key: X25519 253 bits\nApplication protocol: h2\n",
+    )
+    assert parse_h2load(over_tls).tls == "TLSv1.3 TLS_AES_128_GCM_SHA256"
+    assert parse_h2load(H2LOAD_OUTPUT).tls is None
+
+
 def test_median_ignores_missing_values() -> None:
     assert median([3.0, None, 1.0, 2.0]) == 2.0
     assert median([None, None]) is None

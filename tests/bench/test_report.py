@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from bench.measure import Sample
 from bench.profile import frame_name, top_functions
-from bench.report import baseline_lines, check_targets, results_table
+from bench.report import (
+    baseline_lines,
+    check_targets,
+    draw_chart,
+    notes_lines,
+    results_table,
+    throughput_panels,
+)
 
 
 def _status(results: dict[str, dict[str, Sample]], name: str) -> str:
@@ -74,6 +84,77 @@ def test_a_peer_that_served_nothing_makes_its_target_skip() -> None:
     assert _status(results, "h2 >= 10.0x hypercorn") == "SKIP"
 
 
+NO_HTTP2 = Sample(skipped="no HTTP/2 prior knowledge")
+
+
+@pytest.mark.parametrize("scenario", ["h2", "h2c100", "h2big"])
+@pytest.mark.parametrize(("rate", "status"), [(100.0, "PASS"), (99.0, "FAIL")])
+def test_http2_targets_are_granians_rate(scenario: str, rate: float, status: str) -> None:
+    results = {scenario: {"hasten": Sample(rate=rate), "granian": Sample(rate=100.0)}}
+    assert _status(results, f"{scenario} >= 1.0x granian") == status
+
+
+def test_http2_over_tls_is_reported_with_no_target() -> None:
+    results = {"h2tls": {"hasten": Sample(rate=20.0), "granian": Sample(rate=100.0)}}
+    [check] = [c for c in check_targets(results) if c.name.startswith("h2tls vs granian")]
+    assert check.line() == "INFO h2tls vs granian (reported): measured 0.20x"
+
+
+def test_every_http2_row_needs_zero_failed_requests() -> None:
+    results = {
+        "h2": {"hasten": Sample(rate=100.0)},
+        "h2c100": {"hasten": Sample(rate=100.0, errors=3)},
+        "h2tls": {"hasten": Sample(skipped="no HTTP/2 over TLS (ALPN did not pick h2)")},
+    }
+    assert _status(results, "h2 0 failed") == "PASS"
+    assert _status(results, "h2c100 0 failed") == "FAIL"
+    assert _status(results, "h2big 0 failed") == "SKIP"
+    assert _status(results, "h2tls 0 failed") == "SKIP"
+
+
+def _chart_results() -> dict[str, dict[str, Sample]]:
+    return {
+        "hello": {
+            "hasten": Sample(rate=200.0),
+            "uvicorn": Sample(rate=100.0),
+            "granian": Sample(rate=150.0),
+        },
+        "idle": {"hasten": Sample(per_conn_bytes=2048), "uvicorn": Sample(per_conn_bytes=8192)},
+        "h2": {
+            "hasten": Sample(rate=20.0),
+            "uvicorn": NO_HTTP2,
+            "granian": Sample(rate=100.0),
+            "hypercorn": Sample(rate=5.0, errors=16),
+        },
+        "h2big": {"hasten": Sample(rate=7.0), "uvicorn": NO_HTTP2, "granian": Sample(rate=100.0)},
+    }
+
+
+def test_the_chart_plots_http2_rows_against_granian_beside_the_others() -> None:
+    [http1, http2] = throughput_panels(_chart_results())
+    assert (http1.yardstick, http1.scenarios) == ("uvicorn", ["hello"])
+    assert [bar.label for bar in http1.bars["hasten"]] == ["2.00"]
+    assert (http2.yardstick, http2.scenarios) == ("granian", ["h2", "h2big"])
+    assert list(http2.bars) == ["hasten", "granian", "hypercorn"]
+    assert [bar.label for bar in http2.bars["hasten"]] == ["0.20", "0.07"]
+    # A peer's failures are on the chart, and a row it did not run is marked, not left out.
+    assert [bar.label for bar in http2.bars["hypercorn"]] == ["0.05\n16 failed", "n/a"]
+
+
+def test_the_chart_draws_without_http1_rows(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    results = {k: v for k, v in _chart_results().items() if k.startswith("h2")}
+    assert [panel.yardstick for panel in throughput_panels(results)] == ["granian"]
+    draw_chart(results, str(tmp_path / "h2.png"), "test")
+    assert (tmp_path / "h2.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_chart_draws_every_panel(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    draw_chart(_chart_results(), str(tmp_path / "all.png"), "test")
+    assert (tmp_path / "all.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_file_targets_are_twice_uvicorn_granian_and_flat_memory() -> None:
     results = {
         "static": {
@@ -109,6 +190,25 @@ def test_results_table_shows_ratios_against_both_peers() -> None:
 def test_results_table_shows_the_load_generators_cpu_share() -> None:
     results = {"ws": {"hasten": Sample(rate=200.0, client_cpu=0.874)}}
     assert "| 87% |" in results_table(results, {"ws": "msgs/s"})[2]
+
+
+def test_notes_shared_by_a_row_are_listed_once_and_others_per_server() -> None:
+    results = {
+        "ws": {
+            "hasten": Sample(rate=1.0, notes=["batch"]),
+            "uvicorn": Sample(rate=1.0, notes=["batch"]),
+        },
+        "h2tls": {
+            "hasten": Sample(rate=1.0, notes=["TLS: TLSv1.3 TLS_AES_256_GCM_SHA384"]),
+            "granian": Sample(rate=1.0, notes=["TLS: TLSv1.3 TLS_AES_128_GCM_SHA256"]),
+            "uvicorn": Sample(skipped="no HTTP/2 over TLS (ALPN did not pick h2)"),
+        },
+    }
+    assert notes_lines(results) == [
+        "- `ws`: batch",
+        "- `h2tls`, hasten: TLS: TLSv1.3 TLS_AES_256_GCM_SHA384",
+        "- `h2tls`, granian: TLS: TLSv1.3 TLS_AES_128_GCM_SHA256",
+    ]
 
 
 def test_profile_frames_drop_line_numbers_so_samples_add_up() -> None:
