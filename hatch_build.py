@@ -54,6 +54,7 @@ COMPILED_MODULES = (
     "src/hasten/protocols/http2/frames.py",
     "src/hasten/protocols/http2/machine.py",
     "src/hasten/protocols/http2/fields.py",
+    "src/hasten/protocols/http2/limits.py",
     "src/hasten/protocols/http2/connection.py",
     "src/hasten/protocols/http2/stream.py",
     "src/hasten/protocols/websocket/over_http2.py",

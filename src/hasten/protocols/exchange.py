@@ -23,12 +23,13 @@ Compiled with mypyc, the wire methods are vtable calls on a native class.
 from __future__ import annotations
 
 import asyncio
+import re
 from asyncio import Task
 from collections.abc import Awaitable, Coroutine
 from time import perf_counter
 from typing import Any, Final
 
-from hasten.asgi import ASGI_VERSION, ClientDisconnected, Message
+from hasten.asgi import ASGI_VERSION, ClientDisconnected, Message, check_response_header
 from hasten.logs import error_logger, log_access
 from hasten.protocols.files import (
     FILE_CHUNK_SIZE,
@@ -51,6 +52,46 @@ TRAILERS_EXTENSION: Final = "http.response.trailers"
 EARLY_HINT_EXTENSION: Final = "http.response.early_hint"
 # Offered on every HTTP request: each protocol can send a file as the body.
 FILE_EXTENSIONS: Final[dict[str, Any]] = {PATHSEND_EXTENSION: {}, ZEROCOPYSEND_EXTENSION: {}}
+
+
+# RFC 9110 §8.6: a Content-Length the app sends is digits (and fits a 64-bit length).
+CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
+# The response fields HTTP/1.1's framing reads rather than passes on.
+_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2; the app's are dropped.
+CONNECTION_SPECIFIC_FIELDS: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
+)
+# One checked response header, ready for either wire: its name lowered, its HTTP/1.1 line,
+# whether HTTP/1.1's framing reads it, and its HTTP/2 field (None: not sent over HTTP/2).
+ResponseHeader = tuple[bytes, bytes, bool, tuple[bytes, bytes] | None]
+# Apps send the same few header pairs response after response: each pair is checked and
+# prepared once, then found here by its (name, value) tuple. Bounded by clearing.
+KNOWN_RESPONSE_HEADERS: Final[dict[tuple[bytes, bytes], ResponseHeader]] = {}
+_KNOWN_RESPONSE_HEADERS_MAX: Final = 4096
+
+
+def response_header(header: Any) -> ResponseHeader:
+    """Check one response header the app sent (``RuntimeError`` if it must not reach the
+    wire) and prepare it; remembered in ``KNOWN_RESPONSE_HEADERS`` when it is a tuple."""
+    try:
+        name, value = header
+    except (TypeError, ValueError):
+        raise RuntimeError(
+            f"Response headers must be (name, value) pairs, got {header!r}"
+        ) from None
+    check_response_header(name, value)
+    lowered = name.lower()
+    if lowered == b"content-length" and CONTENT_LENGTH_VALUE(value) is None:
+        raise RuntimeError(f"Invalid response Content-Length {value!r}")
+    # RFC 9113 §8.2.1: no whitespace at either end of a value (HTTP/1.1 reads it as OWS).
+    field = None if lowered in CONNECTION_SPECIFIC_FIELDS else (lowered, value.strip(b" \t"))
+    entry = (lowered, b"%b: %b\r\n" % (name, value), lowered in _FRAMING_FIELDS, field)
+    if type(header) is tuple:
+        if len(KNOWN_RESPONSE_HEADERS) >= _KNOWN_RESPONSE_HEADERS_MAX:
+            KNOWN_RESPONSE_HEADERS.clear()
+        KNOWN_RESPONSE_HEADERS[header] = entry
+    return entry
 
 
 def http_scope(

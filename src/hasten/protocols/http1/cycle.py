@@ -11,17 +11,20 @@ in ``connection.py`` owns the parser and the order in which cycles run.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any, Final
 
 from hasten.asgi import (
     FINAL_STATUS_LINES,
-    check_response_header,
     invalid_status_error,
     plain_response,
 )
 from hasten.logs import error_logger
-from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
+from hasten.protocols.exchange import (
+    KNOWN_RESPONSE_HEADERS,
+    NO_BODY_STATUSES,
+    Exchange,
+    response_header,
+)
 from hasten.protocols.flow import PAUSED_FOR_BODY, READ_HIGH_WATER
 from hasten.protocols.http1.sendfile import sendfile, sendfile_socket
 
@@ -33,14 +36,6 @@ _LAST_CHUNK: Final = b"0\r\n\r\n"
 # Bodies up to this size are copied next to the response head and sent in one write;
 # larger ones go out with writelines() so they are not copied.
 _COALESCE_LIMIT: Final = 64 * 1024
-_CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
-# Response fields the server reads rather than just copies.
-_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
-# Apps send the same few header pairs response after response: each pair is checked,
-# lowered and serialised once, then found here (name lowered, header line, whether it is
-# one of _FRAMING_FIELDS). Bounded by clearing.
-_known_header_lines: Final[dict[tuple[bytes, bytes], tuple[bytes, bytes, bool]]] = {}
-_KNOWN_HEADER_LINES_MAX: Final = 4096
 
 
 class RequestCycle(Exchange):
@@ -200,9 +195,9 @@ class RequestCycle(Exchange):
         overridden_defaults: set[bytes] | None = None
         for header in header_iterator:
             try:
-                lowered, line, framing = _known_header_lines[header]
+                lowered, line, framing, _ = KNOWN_RESPONSE_HEADERS[header]
             except (KeyError, TypeError):  # new, or a list (unhashable)
-                lowered, line, framing = _header_line(header)
+                lowered, line, framing, _ = response_header(header)
             if framing:
                 if lowered == b"content-length":
                     if declared_length is not None:
@@ -306,27 +301,6 @@ class RequestCycle(Exchange):
         """The client shut down its side: it may still read the response, or be gone."""
         self.client_eof = True
         self.wake()
-
-
-def _header_line(header: Any) -> tuple[bytes, bytes, bool]:
-    """Check one response header the app sent: its lowered name, its line, and whether the
-    server reads it (``_FRAMING_FIELDS``); remembered when the pair is a tuple."""
-    try:
-        name, value = header
-    except (TypeError, ValueError):
-        raise RuntimeError(
-            f"Response headers must be (name, value) pairs, got {header!r}"
-        ) from None
-    check_response_header(name, value)
-    lowered = name.lower()
-    if lowered == b"content-length" and _CONTENT_LENGTH_VALUE(value) is None:
-        raise RuntimeError(f"Invalid response Content-Length {value!r}")
-    entry = (lowered, b"%b: %b\r\n" % (name, value), lowered in _FRAMING_FIELDS)
-    if type(header) is tuple:
-        if len(_known_header_lines) >= _KNOWN_HEADER_LINES_MAX:
-            _known_header_lines.clear()
-        _known_header_lines[header] = entry
-    return entry
 
 
 # At most this many connections wait for the end of a loop turn: past it, what they hold

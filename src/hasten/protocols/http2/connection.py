@@ -14,7 +14,13 @@ from typing import Any, Final, cast
 
 from hasten.asgi import decode_path
 from hasten.logs import error_logger
-from hasten.protocols.exchange import FILE_EXTENSIONS, at_capacity, http_scope, start_app_task
+from hasten.protocols.exchange import (
+    CONNECTION_SPECIFIC_FIELDS,
+    FILE_EXTENSIONS,
+    at_capacity,
+    http_scope,
+    start_app_task,
+)
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
 from hasten.protocols.http1.connection import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2.fields import (
@@ -38,7 +44,7 @@ from hasten.protocols.http2.machine import (
     H2Event,
     H2Machine,
 )
-from hasten.protocols.http2.stream import CONNECTION_SPECIFIC_FIELDS, H2Stream, StreamHandler
+from hasten.protocols.http2.stream import H2Stream, StreamHandler
 from hasten.protocols.websocket.over_http2 import open_websocket_stream
 from hasten.state import ServerState
 
@@ -382,7 +388,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         else:
             self.flush_soon()
 
-    def default_headers(self, overridden: set[bytes]) -> list[tuple[bytes, bytes]]:
+    def default_headers(self, overridden: set[bytes] | None) -> list[tuple[bytes, bytes]]:
         """The server's default response fields (date, server, --header) the app didn't set."""
         block = self.state.default_headers
         if block is not self.default_block:

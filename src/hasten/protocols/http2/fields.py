@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from hasten.asgi import HTTPRequestError
+from hasten.protocols.exchange import CONNECTION_SPECIFIC_FIELDS
 from hasten.protocols.http1.checks import check_host, check_method, check_target_bytes
 
 # RFC 9113 §8.2.1: a field name is a lowercase token (no uppercase, controls, SP or colon).
@@ -22,10 +23,6 @@ _is_lowercase_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+").fullmatch
 # RFC 9113 §8.2.1: no NUL, CR or LF in a value, and no whitespace at either end.
 _is_bad_value = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$").search
 _PSEUDO_FIELDS = frozenset({b":method", b":scheme", b":path", b":authority", b":protocol"})
-# RFC 9113 §8.2.2: fields that only make sense on an HTTP/1.1 connection.
-_CONNECTION_SPECIFIC = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
 
 # RFC 9113 §8.3.1: the request line's parts as pseudo-header fields, held to HTTP/1.1's rules
 # for them (token method, RFC 3986 target without fragment, valid host) by the same checks.
@@ -133,7 +130,7 @@ def _check_field(name: bytes, value: bytes) -> None:
         return
     if _is_lowercase_token(name) is None:
         raise MalformedRequest(f"invalid field name {name!r}")
-    if name in _CONNECTION_SPECIFIC:
+    if name in CONNECTION_SPECIFIC_FIELDS:
         raise MalformedRequest(f"connection-specific field {name!r}")
     if name == b"te" and value != b"trailers":
         raise MalformedRequest("te other than trailers")

@@ -56,8 +56,9 @@ from hasten.protocols.http2.limits import H2Limits, RateBudget
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # RFC 9113 §6.9.2: every window starts at 65,535 until SETTINGS say otherwise.
 DEFAULT_WINDOW: Final = 65535
-# How many closed streams are remembered, to tell a late frame on a reset stream (answered
-# with RST_STREAM) from one on a stream that ended (a connection error).
+# How many closed streams are remembered at least (twice as many at most), to tell a late
+# frame on a reset stream (answered with RST_STREAM) from one on a stream that ended (a
+# connection error).
 _CLOSED_STREAMS_KEPT: Final = 4096
 # Response fields whose values rarely repeat: not worth a dynamic table entry each.
 _UNINDEXED_RESPONSE_FIELDS: Final = frozenset({b"content-length", b"etag", b"set-cookie"})
@@ -533,9 +534,11 @@ class H2Machine:
 
     def _remember_closed(self, stream_id: int, closed_by: int) -> None:
         closed = self.closed_streams
-        if len(closed) >= _CLOSED_STREAMS_KEPT:
-            del closed[next(iter(closed))]
         closed[stream_id] = closed_by
+        if len(closed) >= 2 * _CLOSED_STREAMS_KEPT:
+            # The newest are kept, in one rebuild now and then: deleting the oldest one at
+            # a time would leave the dict a scan over deleted slots for every next(iter()).
+            self.closed_streams = dict(list(closed.items())[-_CLOSED_STREAMS_KEPT:])
 
     # -- budgets (§10.5) ----------------------------------------------------------------------
 

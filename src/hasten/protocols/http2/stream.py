@@ -8,7 +8,6 @@ blocks on the stream (§8.1).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -16,11 +15,15 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from hasten.asgi import (
     PLAIN_RESPONSE_CONTENT_TYPE,
     ClientDisconnected,
-    check_response_header,
     check_response_status,
     plain_response_body,
 )
-from hasten.protocols.exchange import NO_BODY_STATUSES, Exchange
+from hasten.protocols.exchange import (
+    KNOWN_RESPONSE_HEADERS,
+    NO_BODY_STATUSES,
+    Exchange,
+    response_header,
+)
 from hasten.protocols.http2.frames import ErrorCode
 from hasten.protocols.http2.machine import StreamClosedError
 
@@ -29,26 +32,13 @@ if TYPE_CHECKING:
 
     from hasten.protocols.http2.connection import H2Connection
 
-# RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2; the app's are dropped.
-CONNECTION_SPECIFIC_FIELDS: Final = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"}
-)
-_CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
 # A DATA frame this large is useful work, and earns back the control-frame budget that the
 # client's WINDOW_UPDATEs for it spend; smaller ones (a window dribbled open a byte at a
 # time, CVE-2019-9511) earn nothing.
 _USEFUL_FRAME_SIZE: Final = 1024
 Headers = list[tuple[bytes, bytes]]
-
-
-def _field_value(value: bytes) -> bytes:
-    """RFC 9113 §8.2.1: no whitespace at either end of a value (HTTP/1.1 reads it as OWS).
-
-    Names are lowered by the caller.
-    """
-    if value and (value[0] in (32, 9) or value[-1] in (32, 9)):
-        return value.strip(b" \t")
-    return value
+# The :status field of the common statuses, made once.
+_STATUS_FIELDS: Final = {status: (b":status", b"%d" % status) for status in range(200, 600)}
 
 
 class StreamHandler(Protocol):
@@ -169,7 +159,7 @@ class H2Stream(Exchange):
         self.response_started = True
         self.head = [
             (b":status", b"%d" % status),
-            *self.conn.default_headers(set()),
+            *self.conn.default_headers(None),
             (b"content-type", PLAIN_RESPONSE_CONTENT_TYPE),
             (b"content-length", b"%d" % len(plain_response_body(status))),
             *extra_fields,
@@ -201,22 +191,28 @@ class H2Stream(Exchange):
 
     def start_response(self, fields: dict[str, Any]) -> None:
         status = check_response_status(fields.get("status"))
-        head: Headers = [(b":status", b"%d" % status)]
-        overridden: set[bytes] = set()
+        head: Headers = [_STATUS_FIELDS.get(status) or (b":status", b"%d" % status)]
+        default_names = self.state.default_header_names
+        overridden: set[bytes] | None = None
         # Nothing is stored on the stream until every header passed its checks, so an app
         # that catches the RuntimeError and starts again begins afresh.
         declared_length: int | None = None
-        for name, value in fields.get("headers", ()):
-            check_response_header(name, value)
-            lowered = name.lower()
-            if lowered in CONNECTION_SPECIFIC_FIELDS:
+        for header in fields.get("headers", ()):
+            try:
+                lowered, _, framing, field = KNOWN_RESPONSE_HEADERS[header]
+            except (KeyError, TypeError):  # new, or a list (unhashable)
+                lowered, _, framing, field = response_header(header)
+            if field is None:
                 continue
-            if lowered == b"content-length":
-                if _CONTENT_LENGTH_VALUE(value) is None:
-                    raise RuntimeError(f"Invalid response Content-Length {value!r}")
-                declared_length = int(value)
-            overridden.add(lowered)
-            head.append((lowered, _field_value(value)))
+            if framing:  # content-length: the others are connection-specific
+                if declared_length is not None:
+                    raise RuntimeError("More than one response Content-Length header.")
+                declared_length = int(field[1])
+            elif lowered in default_names:
+                if overridden is None:
+                    overridden = set()
+                overridden.add(lowered)
+            head.append(field)
         head[1:1] = self.conn.default_headers(overridden)
         self.status = status
         self.declared_length = declared_length
@@ -266,17 +262,22 @@ class H2Stream(Exchange):
         what is left for when it opens, or None once everything is sent."""
         machine = self.conn.h2
         stream_id = self.stream_id
-        while True:
-            window = machine.send_window(stream_id)
-            size = min(window, machine.max_outbound_frame_size, len(data))
-            if size < len(data) and size <= 0:
+        if len(data) <= machine.send_window(stream_id) and len(data) <= (
+            machine.max_outbound_frame_size
+        ):
+            self.send_frame(data, end_stream)
+            self.conn.flush_soon()
+            return None
+        # Frames are cut at an offset: slicing off what is left each time would copy it.
+        sent = 0
+        while sent < len(data):
+            size = min(machine.send_window(stream_id), machine.max_outbound_frame_size)
+            if size <= 0:
                 self.conn.flush()
-                return data
-            chunk = data[:size] if size < len(data) else data
-            data = data[size:] if size < len(data) else b""
-            self.send_frame(chunk, end_stream and not data)
-            if not data:
-                break
+                return data[sent:]
+            chunk = data[sent : sent + size]
+            sent += len(chunk)
+            self.send_frame(chunk, end_stream and sent == len(data))
         self.conn.flush_soon()
         return None
 
@@ -309,11 +310,10 @@ class H2Stream(Exchange):
             machine.control_budget.earn(2)
 
     def send_trailers(self, fields: dict[str, Any]) -> bool:
-        for name, value in fields.get("headers", ()):
-            check_response_header(name, value)
-            lowered = name.lower()
-            if lowered not in CONNECTION_SPECIFIC_FIELDS:
-                self.trailers.append((lowered, _field_value(value)))
+        for header in fields.get("headers", ()):
+            field = response_header(header)[3]
+            if field is not None:
+                self.trailers.append(field)
         if fields.get("more_trailers", False):
             return False
         try:
@@ -328,8 +328,9 @@ class H2Stream(Exchange):
         """103 Early Hints (RFC 8297): ``links`` become ``link`` fields of an interim head."""
         head: Headers = [(b":status", b"103")]
         for link in fields.get("links", ()):
-            check_response_header(b"link", link)
-            head.append((b"link", _field_value(link)))
+            field = response_header((b"link", link))[3]
+            assert field is not None  # link is not connection-specific
+            head.append(field)
         try:
             self.conn.h2.send_headers(self.stream_id, head, False)
         except StreamClosedError:
