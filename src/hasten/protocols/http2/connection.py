@@ -249,7 +249,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _build_scope(self, fields: RequestFields) -> tuple[dict[str, Any], int]:
         """The ASGI scope of a request, and the error status to answer it with (or 0)."""
-        method, target, _, protocol, headers = fields
+        method, target, headers = fields.method, fields.target, fields.headers
         status = 0
         if self.limits.limit_request_body is not None:
             for name, value in headers:
@@ -260,7 +260,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             path = decode_path(raw_path)
         except UnicodeDecodeError:
             path, status = "/", 400
-        if method == b"CONNECT" and not protocol:
+        if method == b"CONNECT" and not fields.protocol:
             # An origin server is not a tunnel (RFC 9110 §9.3.6).
             status = 501
         scope = http_scope(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Final
 
 from hasten.asgi import HTTPRequestError
 from hasten.protocols.exchange import CONNECTION_SPECIFIC_FIELDS
@@ -43,14 +43,25 @@ class MalformedRequest(Exception):
     """A request RFC 9113 §8.1.1 calls malformed: its stream is reset with PROTOCOL_ERROR."""
 
 
-class RequestFields(NamedTuple):
+class RequestFields:
     """The pseudo-header fields of a request, and its regular fields in the ASGI form."""
 
-    method: bytes
-    target: bytes
-    authority: bytes
-    protocol: bytes
-    headers: list[tuple[bytes, bytes]]
+    # A plain class, not a NamedTuple: compiled, it is made without a Python-level __new__.
+    __slots__ = ("authority", "headers", "method", "protocol", "target")
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        authority: bytes,
+        protocol: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.authority = authority
+        self.protocol = protocol
+        self.headers = headers
 
 
 def parse_request_fields(
