@@ -77,7 +77,8 @@ async def routes_app(scope: Any, receive: Any, send: Any) -> None:
         )
         await send({"type": "http.response.body", "body": b"part1", "more_body": True})
         await send({"type": "http.response.body", "body": b"part2"})
-        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+        trailers = [] if scope["query_string"] == b"none" else [(b"x-checksum", b"abc")]
+        await send({"type": "http.response.trailers", "headers": trailers})
         return
     if path == "/hints":
         await send(
@@ -262,6 +263,13 @@ def test_trailers_end_the_stream_after_the_body() -> None:
         response = client.response(client.request("/trailers"))
     assert response.body == b"part1part2"
     assert response.trailers == [(b"x-checksum", b"abc")]
+
+
+def test_empty_trailers_end_the_stream_with_the_body_whole() -> None:
+    with run_server(routes_app) as server, H2Client(server.host, server.port).start() as client:
+        response = client.response(client.request("/trailers?none"))
+        assert (response.body, response.trailers, response.ended) == (b"part1part2", [], True)
+        assert client.response(client.request("/")).status == 200
 
 
 def test_early_hint_is_sent_as_an_informational_103() -> None:

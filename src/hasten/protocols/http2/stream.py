@@ -317,7 +317,12 @@ class H2Stream(Exchange):
         if fields.get("more_trailers", False):
             return False
         try:
-            self.conn.h2.send_headers(self.stream_id, self.trailers, True)
+            if self.trailers:
+                self.conn.h2.send_headers(self.stream_id, self.trailers, True)
+            else:
+                # No trailer fields after all: the stream ends with an empty DATA frame
+                # rather than an empty header block, which some clients refuse.
+                self.conn.h2.send_data(self.stream_id, b"", True)
         except StreamClosedError:
             self.disconnected = True
             raise ClientDisconnected("the client disconnected") from None
