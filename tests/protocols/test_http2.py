@@ -80,6 +80,12 @@ async def routes_app(scope: Any, receive: Any, send: Any) -> None:
         trailers = [] if scope["query_string"] == b"none" else [(b"x-checksum", b"abc")]
         await send({"type": "http.response.trailers", "headers": trailers})
         return
+    if path == "/mutate":
+        # An app that changes its scope's headers changes nobody else's.
+        scope["headers"].append((b"x-added", b"1"))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"%d" % len(scope["headers"])})
+        return
     if path == "/hints":
         await send(
             {"type": "http.response.early_hint", "links": [b"</style.css>; rel=preload; as=style"]}
@@ -263,6 +269,12 @@ def test_trailers_end_the_stream_after_the_body() -> None:
         response = client.response(client.request("/trailers"))
     assert response.body == b"part1part2"
     assert response.trailers == [(b"x-checksum", b"abc")]
+
+
+def test_repeated_requests_on_a_connection_each_get_their_own_headers() -> None:
+    with run_server(routes_app) as server, H2Client(server.host, server.port).start() as client:
+        counts = {client.response(client.request("/mutate")).body for _ in range(3)}
+    assert len(counts) == 1
 
 
 def test_empty_trailers_end_the_stream_with_the_body_whole() -> None:

@@ -209,6 +209,40 @@ def test_hasten_encodes_what_hpack_decodes(
         assert never_indexed_positions(decoded) == never
 
 
+# A server sends the same few heads over and over, and the table changes in between.
+_head_pool = st.lists(st.lists(_field, max_size=6), min_size=1, max_size=3)
+_head_steps = st.lists(
+    st.tuples(st.integers(0, 2), st.sampled_from([None, None, None, 0, 64, 4096])), max_size=20
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_head_pool, _head_steps, st.booleans())
+def test_repeated_heads_decode_right_however_the_table_changes(
+    pool: list[list[tuple[bytes, bytes]]],
+    steps: list[tuple[int, int | None]],
+    huffman: bool,
+) -> None:
+    encoder = HeaderEncoder(huffman=huffman)
+    decoder = hpack.Decoder(max_header_list_size=10**6)
+    for choice, table_size in steps:
+        if table_size is not None:
+            encoder.resize(table_size)
+        fields = pool[choice % len(pool)]
+        assert decoder.decode(encoder.encode(fields), raw=True) == fields
+
+
+def test_a_head_that_leaves_the_table_as_it_was_is_encoded_once() -> None:
+    encoder = HeaderEncoder()
+    head = [(b":status", b"200"), (b"server", b"hasten"), (b"content-length", b"13")]
+    first = encoder.encode(head)  # adds server: hasten to the table
+    second = encoder.encode(list(head))
+    assert second != first
+    assert encoder.encode(list(head)) is second
+    encoder.encode([(b"x-new", b"1")])  # a new entry: the indices move
+    assert encoder.encode(list(head)) != second
+
+
 def never_indexed_positions(fields: list[tuple[bytes, bytes]]) -> list[int]:
     return [
         position

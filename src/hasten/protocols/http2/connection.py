@@ -75,6 +75,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         "flush_scheduled",
         "h2",
         "idle_since",
+        "last_request_fields",
         "limits",
         "lingering",
         "scheme",
@@ -96,6 +97,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
         self.idle_since = 0.0
         self.default_block = b""
         self.default_pairs: list[tuple[bytes, bytes]] = []
+        self.last_request_fields: RequestFields | None = None
         self.h2 = H2Machine(
             limits, extended_connect=state.protocols.websocket is not None, now=state.loop.time()
         )
@@ -186,11 +188,12 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             return
         try:
             fields = parse_request_fields(
-                event.headers, extended_connect=self.state.protocols.websocket is not None
+                event.headers, self.h2.extended_connect, self.last_request_fields
             )
         except MalformedRequest as exc:
             self._refuse_malformed(stream_id, exc)
             return
+        self.last_request_fields = fields
         scope, status = self._build_scope(fields)
         if fields.protocol:
             open_websocket_stream(self, stream_id, scope, status, fields.protocol)
@@ -249,7 +252,9 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _build_scope(self, fields: RequestFields) -> tuple[dict[str, Any], int]:
         """The ASGI scope of a request, and the error status to answer it with (or 0)."""
-        method, target, headers = fields.method, fields.target, fields.headers
+        method, target = fields.method, fields.target
+        # A copy: the fields may be the next request's too (parse_request_fields).
+        headers = fields.headers.copy()
         status = 0
         if self.limits.limit_request_body is not None:
             for name, value in headers:

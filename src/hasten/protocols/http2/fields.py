@@ -47,7 +47,7 @@ class RequestFields:
     """The pseudo-header fields of a request, and its regular fields in the ASGI form."""
 
     # A plain class, not a NamedTuple: compiled, it is made without a Python-level __new__.
-    __slots__ = ("authority", "headers", "method", "protocol", "target")
+    __slots__ = ("authority", "decoded", "headers", "method", "protocol", "target")
 
     def __init__(
         self,
@@ -56,16 +56,19 @@ class RequestFields:
         authority: bytes,
         protocol: bytes,
         headers: list[tuple[bytes, bytes]],
+        decoded: list[tuple[bytes, bytes]],
     ) -> None:
         self.method = method
         self.target = target
         self.authority = authority
         self.protocol = protocol
         self.headers = headers
+        # The decoded field list these came from.
+        self.decoded = decoded
 
 
 def parse_request_fields(
-    fields: list[tuple[bytes, bytes]], extended_connect: bool
+    fields: list[tuple[bytes, bytes]], extended_connect: bool, previous: RequestFields | None
 ) -> RequestFields:
     """Check a request's fields and sort them; ``extended_connect`` says whether this server
     advertised SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441 §3).
@@ -73,7 +76,13 @@ def parse_request_fields(
     The regular fields come back with any ``cookie`` crumbs joined into one field (RFC 9113
     §8.2.3), and a ``host`` field made from ``:authority`` when the request has none (ASGI
     apps look for the authority there).
+
+    ``previous`` is the connection's last request: when every field is the very object it
+    had (HPACK hands out its table's entries, and clients repeat their fields), its result
+    is this one's too. So ``headers`` is never handed to an app: a scope gets a copy.
     """
+    if previous is not None and _same_objects(fields, previous.decoded):
+        return previous
     pseudo: dict[bytes, bytes] = {}
     headers: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
@@ -115,7 +124,13 @@ def parse_request_fields(
     if host is None and authority:
         headers.insert(0, (b"host", authority))
     assert method is not None
-    return RequestFields(method, target, authority, protocol, headers)
+    return RequestFields(method, target, authority, protocol, headers, fields)
+
+
+def _same_objects(fields: list[tuple[bytes, bytes]], others: list[tuple[bytes, bytes]]) -> bool:
+    if len(fields) != len(others):
+        return False
+    return all(field is others[index] for index, field in enumerate(fields))
 
 
 def check_trailer_fields(fields: list[tuple[bytes, bytes]]) -> None:

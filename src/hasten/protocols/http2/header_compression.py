@@ -383,7 +383,16 @@ class HeaderEncoder:
     ``huffman`` codes each string literal that comes out shorter for it.
     """
 
-    __slots__ = ("huffman", "pending_size_update", "smallest_size_update", "table", "unindexed")
+    __slots__ = (
+        "huffman",
+        "last_block",
+        "last_fields",
+        "last_table_state",
+        "pending_size_update",
+        "smallest_size_update",
+        "table",
+        "unindexed",
+    )
 
     def __init__(
         self,
@@ -396,6 +405,12 @@ class HeaderEncoder:
         self.unindexed = unindexed_names
         self.pending_size_update = False
         self.smallest_size_update = table_size
+        # The last block that left the table as it found it, for the same fields again (a
+        # server answers request after request with the same head): the same bytes while
+        # the table has not changed since.
+        self.last_fields: list[Field] = []
+        self.last_block = b""
+        self.last_table_state = (-1, -1)
 
     def resize(self, table_size: int) -> None:
         """Use a table of ``table_size`` (at most the peer's SETTINGS_HEADER_TABLE_SIZE);
@@ -410,9 +425,20 @@ class HeaderEncoder:
     def encode(self, fields: Sequence[Field], never_indexed: Sequence[int] = ()) -> bytes:
         """One header block of ``fields``; those at the positions ``never_indexed`` are
         sent as never indexed (RFC 7541 §6.2.3)."""
+        table = self.table
+        table_state = (table.inserted, table.evicted_count)
+        if (
+            table_state == self.last_table_state
+            and not never_indexed
+            and not self.pending_size_update
+            and fields == self.last_fields
+        ):
+            return self.last_block
         # The parts of the block, joined once: compiled, list.append is a primitive where
         # bytearray's methods are calls.
         parts: list[bytes] = []
+        # A block that starts with a table size update is never sent twice.
+        reusable = not (never_indexed or self.pending_size_update)
         if self.pending_size_update:
             self.pending_size_update = False
             # §4.2: the smallest size since the last block first, so the peer evicts as we did.
@@ -424,7 +450,12 @@ class HeaderEncoder:
                 self._encode_literal(parts, name, value, _NEVER_INDEXED, 4)
             else:
                 self._encode_field(parts, name, value)
-        return b"".join(parts)
+        block = b"".join(parts)
+        if reusable and (table.inserted, table.evicted_count) == table_state:
+            self.last_fields = list(fields)
+            self.last_block = block
+            self.last_table_state = table_state
+        return block
 
     def _encode_field(self, parts: list[bytes], name: bytes, value: bytes) -> None:
         index = 0
