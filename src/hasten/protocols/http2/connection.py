@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-from hasten.asgi import decode_path
+from hasten.asgi import HTTPRequestError
 from hasten.logs import error_logger
 from hasten.protocols.exchange import (
     CONNECTION_SPECIFIC_FIELDS,
@@ -22,6 +22,7 @@ from hasten.protocols.exchange import (
     start_app_task,
 )
 from hasten.protocols.flow import PAUSED_FOR_WRITES, FlowControl, ReadingFollowsWriting
+from hasten.protocols.http1.checks import known_target, split_target
 from hasten.protocols.http1.connection import RequestCycle, connection_origin, server_address
 from hasten.protocols.http2.fields import (
     MalformedRequest,
@@ -260,11 +261,18 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
             for name, value in headers:
                 if name == b"content-length" and self._body_over_limit(value):
                     status = 413
-        raw_path, _, query_string = target.partition(b"?")
-        try:
-            path = decode_path(raw_path)
-        except UnicodeDecodeError:
-            path, status = "/", 400
+        split = known_target(target)
+        if split is None:
+            try:
+                # Origin-form targets are split (and remembered) as HTTP/1.1's are.
+                split = split_target(method, target) if target[:1] == b"/" else None
+            except HTTPRequestError:
+                status = 400
+        if split is not None:
+            raw_path, query_string, path = split
+        else:  # "*" (OPTIONS), "" (CONNECT), or a target refused above
+            raw_path, _, query_string = target.partition(b"?")
+            path = "/" if status else raw_path.decode("ascii", "replace")
         if method == b"CONNECT" and not fields.protocol:
             # An origin server is not a tunnel (RFC 9110 §9.3.6).
             status = 501
