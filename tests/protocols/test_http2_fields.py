@@ -33,12 +33,12 @@ def test_fields_are_sorted_into_the_request_line_and_asgi_headers() -> None:
     ]
 
 
-def test_the_same_field_objects_again_give_the_same_request() -> None:
+def test_the_same_fields_again_give_the_same_request() -> None:
     first = parse_request_fields(GET, extended_connect=False, previous=None)
     assert parse_request_fields(list(GET), extended_connect=False, previous=first) is first
 
 
-def test_equal_but_new_field_objects_are_checked_again() -> None:
+def test_other_fields_are_checked_again() -> None:
     first = parse_request_fields(GET, extended_connect=False, previous=None)
     bad = [*GET[:5], (b"accept", b"*/*\r\nx: y"), GET[6]]
     with pytest.raises(MalformedRequest):

@@ -77,11 +77,12 @@ def parse_request_fields(
     §8.2.3), and a ``host`` field made from ``:authority`` when the request has none (ASGI
     apps look for the authority there).
 
-    ``previous`` is the connection's last request: when every field is the very object it
-    had (HPACK hands out its table's entries, and clients repeat their fields), its result
-    is this one's too. So ``headers`` is never handed to an app: a scope gets a copy.
+    ``previous`` is the connection's last request: clients repeat their fields (HPACK
+    exists because they do), and the same fields give the same result, so its result is
+    this one's too; the comparison is cheap, as the decoder hands out its table's own
+    ``bytes``. So ``headers`` is never handed to an app: a scope gets a copy.
     """
-    if previous is not None and _same_objects(fields, previous.decoded):
+    if previous is not None and fields == previous.decoded:
         return previous
     pseudo: dict[bytes, bytes] = {}
     headers: list[tuple[bytes, bytes]] = []
@@ -125,12 +126,6 @@ def parse_request_fields(
         headers.insert(0, (b"host", authority))
     assert method is not None
     return RequestFields(method, target, authority, protocol, headers, fields)
-
-
-def _same_objects(fields: list[tuple[bytes, bytes]], others: list[tuple[bytes, bytes]]) -> bool:
-    if len(fields) != len(others):
-        return False
-    return all(field is others[index] for index, field in enumerate(fields))
 
 
 def check_trailer_fields(fields: list[tuple[bytes, bytes]]) -> None:
