@@ -1,1 +1,2 @@
-"""HTTP/2: the connection (h2), the stream, request fields and limits."""
+"""HTTP/2: the frames, HPACK, the connection state machine, the asyncio connection, the
+stream, request fields and limits."""

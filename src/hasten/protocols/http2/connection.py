@@ -295,7 +295,7 @@ class H2Connection(ReadingFollowsWriting, asyncio.Protocol):
 
     def _body_over_limit(self, content_length: bytes) -> bool:
         limit = self.limits.limit_request_body
-        # h2 has checked that content-length is a number (RFC 9113 §8.1.1).
+        # The machine has checked that content-length is a number (RFC 9113 §8.1.1).
         return limit is not None and content_length.isdigit() and int(content_length) > limit
 
     def app_finished(self, stream: StreamHandler) -> None:
