@@ -1,0 +1,119 @@
+"""A real browser's whole page over one HTTP/2 connection: headless Chromium loads a page over
+https with ALPN h2, then fetches (GETs at once, a POST with a body, a response streamed in
+parts) and opens a WebSocket (RFC 8441); the app records the scope of each, and every one
+must be HTTP/2 from the same client port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.harness import RunningServer, run_server
+
+STREAMED_PARTS = [f"part {index};".encode() for index in range(8)]
+POSTED_SIZE = 200_000
+
+PAGE = b"""<!doctype html>
+<title>one connection</title>
+<script>
+  async function exchangeOverOneConnection() {
+    const answers = {};
+    answers.gets = await Promise.all(
+      [1, 2, 3, 4].map((n) => fetch("/get?" + n).then((response) => response.text()))
+    );
+    const posted = await fetch("/echo", { method: "POST", body: "p".repeat(%(posted)d) });
+    answers.post = await posted.text();
+    const streamed = await fetch("/stream");
+    const reader = streamed.body.getReader();
+    const decoder = new TextDecoder();
+    answers.streamed = "";
+    for (let part = await reader.read(); !part.done; part = await reader.read()) {
+      answers.streamed += decoder.decode(part.value, { stream: true });
+    }
+    answers.websocket = await new Promise((resolve, reject) => {
+      const socket = new WebSocket("wss://" + location.host + "/ws");
+      socket.onopen = () => socket.send("which http?");
+      socket.onmessage = (event) => { resolve(event.data); socket.close(1000); };
+      socket.onerror = () => reject(new Error("websocket failed"));
+    });
+    return answers;
+  }
+</script>
+""" % {b"posted": POSTED_SIZE}
+
+
+@dataclass
+class ScopeLog:
+    """(scope type, http_version, client port, path) of each request and WebSocket."""
+
+    entries: list[tuple[str, str, int, str]] = field(default_factory=list)
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        self.entries.append(
+            (scope["type"], scope["http_version"], scope["client"][1], scope["path"])
+        )
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            while (await receive())["type"] == "websocket.receive":
+                answer = f"{scope['http_version']} {scope['scheme']}"
+                await send({"type": "websocket.send", "text": answer})
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/":
+            await send({"type": "http.response.body", "body": PAGE})
+        elif scope["path"] == "/stream":
+            for part in STREAMED_PARTS:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            answer = f"{scope['method']} {scope['query_string'].decode()} {len(body)}"
+            await send({"type": "http.response.body", "body": answer.encode()})
+
+
+@pytest.fixture
+def scope_log() -> ScopeLog:
+    return ScopeLog()
+
+
+@pytest.fixture
+def https_server(tmp_path: Path, scope_log: ScopeLog) -> Iterator[RunningServer]:
+    server_pem = tmp_path / "server.pem"
+    certificate = trustme.CA().issue_cert("127.0.0.1", "localhost")
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    with run_server(scope_log.app, ssl_certfile=str(server_pem)) as server:
+        yield server
+
+
+def test_chromium_loads_fetches_and_opens_a_websocket_on_one_http2_connection(
+    chromium: Any, https_server: RunningServer, scope_log: ScopeLog
+) -> None:
+    # The test certificate's authority is not one Chromium trusts.
+    context = chromium.new_context(ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        page.goto(f"https://127.0.0.1:{https_server.port}/")
+        answers = page.evaluate("exchangeOverOneConnection()")
+    finally:
+        context.close()
+    assert answers["gets"] == ["GET 1 0", "GET 2 0", "GET 3 0", "GET 4 0"]
+    assert answers["post"] == f"POST  {POSTED_SIZE}"
+    assert answers["streamed"] == b"".join(STREAMED_PARTS).decode()
+    assert answers["websocket"] == "2 wss"
+    paths = {path for _, _, _, path in scope_log.entries}
+    assert {"/", "/get", "/echo", "/stream", "/ws"} <= paths
+    assert {version for _, version, _, _ in scope_log.entries} == {"2"}
+    assert len({port for _, _, port, _ in scope_log.entries}) == 1, scope_log.entries
