@@ -1,7 +1,7 @@
 """A real browser's whole page over one HTTP/2 connection: headless Chromium loads a page over
-https with ALPN h2, then fetches (GETs at once, a POST with a body, a response streamed in
-parts) and opens a WebSocket (RFC 8441); the app records the scope of each, and every one
-must be HTTP/2 from the same client port."""
+https with ALPN h2, then fetches (GETs at once, a POST with a body, a streamed upload, a
+response streamed in parts) and opens a WebSocket (RFC 8441); the app records the scope of
+each, and every one must be HTTP/2 from the same client port."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from tests.harness import RunningServer, run_server
+from tests.protocols.http1_apps import read_body
+from tests.tls_support import Certificate
 
 STREAMED_PARTS = [f"part {index};".encode() for index in range(8)]
 POSTED_SIZE = 200_000
+UPLOADED_PARTS = 100
 
 PAGE = b"""<!doctype html>
 <title>one connection</title>
@@ -28,6 +30,17 @@ PAGE = b"""<!doctype html>
     );
     const posted = await fetch("/echo", { method: "POST", body: "p".repeat(%(posted)d) });
     answers.post = await posted.text();
+    // A streamed request body: Chromium sends one only over HTTP/2 (or HTTP/3).
+    const encoder = new TextEncoder();
+    const parts = new ReadableStream({
+      start(controller) {
+        const part = encoder.encode("u".repeat(1000));
+        for (let n = 0; n < %(upload_parts)d; n++) controller.enqueue(part);
+        controller.close();
+      },
+    });
+    const uploaded = await fetch("/echo?streamed", { method: "POST", body: parts, duplex: "half" });
+    answers.upload = await uploaded.text();
     const streamed = await fetch("/stream");
     const reader = streamed.body.getReader();
     const decoder = new TextDecoder();
@@ -44,7 +57,7 @@ PAGE = b"""<!doctype html>
     return answers;
   }
 </script>
-""" % {b"posted": POSTED_SIZE}
+""" % {b"posted": POSTED_SIZE, b"upload_parts": UPLOADED_PARTS}
 
 
 @dataclass
@@ -66,12 +79,7 @@ class ScopeLog:
                 answer = f"{scope['http_version']} {scope['scheme']}"
                 await send({"type": "websocket.send", "text": answer})
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body, _ = await read_body(receive)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         if scope["path"] == "/":
             await send({"type": "http.response.body", "body": PAGE})
@@ -91,10 +99,8 @@ def scope_log() -> ScopeLog:
 
 @pytest.fixture
 def https_server(tmp_path: Path, scope_log: ScopeLog) -> Iterator[RunningServer]:
-    server_pem = tmp_path / "server.pem"
-    certificate = trustme.CA().issue_cert("127.0.0.1", "localhost")
-    certificate.private_key_and_cert_chain_pem.write_to_path(str(server_pem))
-    with run_server(scope_log.app, ssl_certfile=str(server_pem)) as server:
+    certificate = Certificate(tmp_path)
+    with run_server(scope_log.app, ssl_certfile=str(certificate.server_pem)) as server:
         yield server
 
 
@@ -111,6 +117,7 @@ def test_chromium_loads_fetches_and_opens_a_websocket_on_one_http2_connection(
         context.close()
     assert answers["gets"] == ["GET 1 0", "GET 2 0", "GET 3 0", "GET 4 0"]
     assert answers["post"] == f"POST  {POSTED_SIZE}"
+    assert answers["upload"] == f"POST streamed {UPLOADED_PARTS * 1000}"
     assert answers["streamed"] == b"".join(STREAMED_PARTS).decode()
     assert answers["websocket"] == "2 wss"
     paths = {path for _, _, _, path in scope_log.entries}
