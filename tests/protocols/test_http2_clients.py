@@ -106,6 +106,12 @@ def run(*command: str) -> str:
 # -- nghttp ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def nghttp() -> str:
+    """nghttp, which comes in h2load's Debian package (nghttp2-client)."""
+    return str(Path(ensure_h2load()).with_name("nghttp"))
+
+
 @dataclass
 class NghttpStream:
     status: str = ""
@@ -139,9 +145,9 @@ def assert_no_errors(verbose_log: str) -> None:
 
 
 def test_nghttp_multiplexes_requests_on_one_prior_knowledge_connection(
-    h2c_server: RunningServer, scope_log: ScopeLog
+    nghttp: str, h2c_server: RunningServer, scope_log: ScopeLog
 ) -> None:
-    log = run("nghttp", "-nv", "-m", "3", f"{h2c_server.url}/a", f"{h2c_server.url}/bytes?100000")
+    log = run(nghttp, "-nv", "-m", "3", f"{h2c_server.url}/a", f"{h2c_server.url}/bytes?100000")
     assert_no_errors(log)
     streams = received_streams(log)
     assert len(streams) == 6
@@ -152,11 +158,13 @@ def test_nghttp_multiplexes_requests_on_one_prior_knowledge_connection(
     assert len(scope_log.scopes) == 6
 
 
-def test_nghttp_posts_data_and_reads_the_answer(h2c_server: RunningServer, tmp_path: Path) -> None:
+def test_nghttp_posts_data_and_reads_the_answer(
+    nghttp: str, h2c_server: RunningServer, tmp_path: Path
+) -> None:
     # Larger than the initial 65535-byte windows: the upload waits on WINDOW_UPDATEs.
     upload = tmp_path / "upload"
     upload.write_bytes(payload(300_000))
-    output = run("nghttp", "-v", "-d", str(upload), f"{h2c_server.url}/echo")
+    output = run(nghttp, "-v", "-d", str(upload), f"{h2c_server.url}/echo")
     assert_no_errors(output)
     answer = f"300000 {digest(payload(300_000))}"
     # Without -n, nghttp prints the body just before the log line of its DATA frame.
@@ -166,10 +174,10 @@ def test_nghttp_posts_data_and_reads_the_answer(h2c_server: RunningServer, tmp_p
 
 
 def test_nghttp_negotiates_h2_over_tls_and_multiplexes(
-    tls_server: str, scope_log: ScopeLog
+    nghttp: str, tls_server: str, scope_log: ScopeLog
 ) -> None:
     # -y: the test authority is not in the system store; verifying is not what is tested.
-    log = run("nghttp", "-nvy", "-m", "4", f"{tls_server}/bytes?200000")
+    log = run(nghttp, "-nvy", "-m", "4", f"{tls_server}/bytes?200000")
     assert "The negotiated protocol: h2" in log
     assert_no_errors(log)
     streams = received_streams(log)
@@ -180,9 +188,9 @@ def test_nghttp_negotiates_h2_over_tls_and_multiplexes(
 
 
 def test_nghttp_upgrades_from_http11_and_gets_stream_1(
-    h2c_server: RunningServer, scope_log: ScopeLog
+    nghttp: str, h2c_server: RunningServer, scope_log: ScopeLog
 ) -> None:
-    log = run("nghttp", "-nvu", f"{h2c_server.url}/upgraded")
+    log = run(nghttp, "-nvu", f"{h2c_server.url}/upgraded")
     assert "HTTP/1.1 101 Switching Protocols" in log
     assert "HTTP Upgrade success" in log
     assert_no_errors(log)
@@ -193,12 +201,12 @@ def test_nghttp_upgrades_from_http11_and_gets_stream_1(
 
 
 def test_nghttp_upgrade_with_data_posts_on_the_upgraded_connection(
-    h2c_server: RunningServer, scope_log: ScopeLog, tmp_path: Path
+    nghttp: str, h2c_server: RunningServer, scope_log: ScopeLog, tmp_path: Path
 ) -> None:
     # With -d, nghttp upgrades with `OPTIONS *` (stream 1), then POSTs on a new stream.
     upload = tmp_path / "upload"
     upload.write_bytes(payload(100_000))
-    output = run("nghttp", "-vu", "-d", str(upload), f"{h2c_server.url}/echo")
+    output = run(nghttp, "-vu", "-d", str(upload), f"{h2c_server.url}/echo")
     assert "HTTP/1.1 101 Switching Protocols" in output
     assert_no_errors(output)
     answer = f"100000 {digest(payload(100_000))}"
@@ -219,10 +227,10 @@ def test_nghttp_upgrade_with_data_posts_on_the_upgraded_connection(
     "ENHANCE_YOUR_CALM after about 0.5 MiB",
 )
 def test_nghttp_with_a_1023_byte_stream_window_downloads_1_mib(
-    h2c_server: RunningServer,
+    nghttp: str, h2c_server: RunningServer
 ) -> None:
     # -w 10: SETTINGS_INITIAL_WINDOW_SIZE 2^10-1; nghttp reopens both windows after each frame.
-    log = run("nghttp", "-nv", "-w", "10", f"{h2c_server.url}/bytes?{MIB}")
+    log = run(nghttp, "-nv", "-w", "10", f"{h2c_server.url}/bytes?{MIB}")
     assert_no_errors(log)
     assert list(received_streams(log).values()) == [
         NghttpStream(status="200", data_length=MIB, ended=True)
