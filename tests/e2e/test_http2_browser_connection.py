@@ -1,10 +1,12 @@
 """A real browser's whole page over one HTTP/2 connection: headless Chromium loads a page over
 https with ALPN h2, then fetches (GETs at once, a POST with a body, a streamed upload, a
 response streamed in parts) and opens a WebSocket (RFC 8441); the app records the scope of
-each, and every one must be HTTP/2 from the same client port."""
+each, and every one must be HTTP/2 from the same client port. A fetch aborted mid-body
+resets its stream alone: the app's sending stops, and the next fetch shares the connection."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from tests.tls_support import Certificate
 STREAMED_PARTS = [f"part {index};".encode() for index in range(8)]
 POSTED_SIZE = 200_000
 UPLOADED_PARTS = 100
+# Far more than Chromium's windows let through unread: only a reset stream ends it early.
+ENDLESS_SIZE = 1 << 30
 
 PAGE = b"""<!doctype html>
 <title>one connection</title>
@@ -56,6 +60,14 @@ PAGE = b"""<!doctype html>
     });
     return answers;
   }
+
+  async function abortAResponseThenFetch() {
+    const controller = new AbortController();
+    const endless = await fetch("/endless", { signal: controller.signal });
+    await endless.body.getReader().read();
+    controller.abort();
+    return await fetch("/after-abort").then((response) => response.text());
+  }
 </script>
 """ % {b"posted": POSTED_SIZE, b"upload_parts": UPLOADED_PARTS}
 
@@ -65,6 +77,8 @@ class ScopeLog:
     """(scope type, http_version, client port, path) of each request and WebSocket."""
 
     entries: list[tuple[str, str, int, str]] = field(default_factory=list)
+    endless_stopped: threading.Event = field(default_factory=threading.Event)
+    endless_sent: int = 0
 
     async def app(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -87,9 +101,20 @@ class ScopeLog:
             for part in STREAMED_PARTS:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+        elif scope["path"] == "/endless":
+            await self.send_endless(send)
         else:
             answer = f"{scope['method']} {scope['query_string'].decode()} {len(body)}"
             await send({"type": "http.response.body", "body": answer.encode()})
+
+    async def send_endless(self, send: Any) -> None:
+        part = bytes(65536)
+        try:
+            while self.endless_sent < ENDLESS_SIZE:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+                self.endless_sent += len(part)
+        finally:
+            self.endless_stopped.set()
 
 
 @pytest.fixture
@@ -122,5 +147,25 @@ def test_chromium_loads_fetches_and_opens_a_websocket_on_one_http2_connection(
     assert answers["websocket"] == "2 wss"
     paths = {path for _, _, _, path in scope_log.entries}
     assert {"/", "/get", "/echo", "/stream", "/ws"} <= paths
+    assert {version for _, version, _, _ in scope_log.entries} == {"2"}
+    assert len({port for _, _, port, _ in scope_log.entries}) == 1, scope_log.entries
+
+
+def test_chromium_aborting_a_fetch_resets_only_its_stream(
+    chromium: Any, https_server: RunningServer, scope_log: ScopeLog
+) -> None:
+    context = chromium.new_context(ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        page.goto(f"https://127.0.0.1:{https_server.port}/")
+        answer = page.evaluate("abortAResponseThenFetch()")
+        # While the page and its connection are still open: only the reset can stop it.
+        assert scope_log.endless_stopped.wait(5)
+    finally:
+        context.close()
+    assert answer == "GET  0"
+    assert scope_log.endless_sent < ENDLESS_SIZE
+    paths = [path for _, _, _, path in scope_log.entries]
+    assert paths.index("/endless") < paths.index("/after-abort")
     assert {version for _, version, _, _ in scope_log.entries} == {"2"}
     assert len({port for _, _, port, _ in scope_log.entries}) == 1, scope_log.entries
