@@ -74,7 +74,12 @@ PAGE = b"""<!doctype html>
 
 @dataclass
 class ScopeLog:
-    """(scope type, http_version, client port, path) of each request and WebSocket."""
+    """The page's app, which records (scope type, http_version, client port, path) of each
+    request and WebSocket.
+
+    ``/stream`` answers ``STREAMED_PARTS`` one message each, ``/endless`` sends until its
+    stream is reset, other paths answer with the method, query and body size.
+    """
 
     entries: list[tuple[str, str, int, str]] = field(default_factory=list)
     endless_stopped: threading.Event = field(default_factory=threading.Event)
