@@ -1,6 +1,6 @@
 """A real browser's whole page over one HTTP/2 connection: headless Chromium loads a page over
 https with ALPN h2, then fetches (GETs at once, a POST with a body, a streamed upload, a
-response streamed in parts) and opens a WebSocket (RFC 8441); the app records the scope of
+response streamed in parts) and opens WebSockets (RFC 8441); the app records the scope of
 each, and every one must be HTTP/2 from the same client port. A fetch aborted mid-body
 resets its stream alone: the app's sending stops, and the next fetch shares the connection."""
 
@@ -27,19 +27,19 @@ ENDLESS_SIZE = 1 << 30
 PAGE = b"""<!doctype html>
 <title>one connection</title>
 <script>
-  async function exchangeOverOneConnection() {
+  async function exchangeOverOneConnection([postedSize, uploadedParts]) {
     const answers = {};
     answers.gets = await Promise.all(
       [1, 2, 3, 4].map((n) => fetch("/get?" + n).then((response) => response.text()))
     );
-    const posted = await fetch("/echo", { method: "POST", body: "p".repeat(%(posted)d) });
+    const posted = await fetch("/echo", { method: "POST", body: "p".repeat(postedSize) });
     answers.post = await posted.text();
     // A streamed request body: Chromium sends one only over HTTP/2 (or HTTP/3).
     const encoder = new TextEncoder();
     const parts = new ReadableStream({
       start(controller) {
         const part = encoder.encode("u".repeat(1000));
-        for (let n = 0; n < %(upload_parts)d; n++) controller.enqueue(part);
+        for (let n = 0; n < uploadedParts; n++) controller.enqueue(part);
         controller.close();
       },
     });
@@ -58,7 +58,24 @@ PAGE = b"""<!doctype html>
       socket.onmessage = (event) => { resolve(event.data); socket.close(1000); };
       socket.onerror = () => reject(new Error("websocket failed"));
     });
+    // Two WebSockets at once, echoing messages larger than the server's h2 stream window.
+    answers.echoes = await Promise.all([100000, 3 << 20].map(echoOverWebSocket));
     return answers;
+  }
+
+  function echoOverWebSocket(size) {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket("wss://" + location.host + "/ws?echo");
+      socket.binaryType = "arraybuffer";
+      const sent = new Uint8Array(size).map((_, index) => index % 251);
+      socket.onopen = () => socket.send(sent);
+      socket.onmessage = (event) => {
+        const echoed = new Uint8Array(event.data);
+        resolve(echoed.length === size && echoed.every((byte, index) => byte === sent[index]));
+        socket.close(1000);
+      };
+      socket.onerror = () => reject(new Error("websocket failed"));
+    });
   }
 
   async function abortAResponseThenFetch() {
@@ -69,7 +86,7 @@ PAGE = b"""<!doctype html>
     return await fetch("/after-abort").then((response) => response.text());
   }
 </script>
-""" % {b"posted": POSTED_SIZE, b"upload_parts": UPLOADED_PARTS}
+"""
 
 
 @dataclass
@@ -78,7 +95,8 @@ class ScopeLog:
     request and WebSocket.
 
     ``/stream`` answers ``STREAMED_PARTS`` one message each, ``/endless`` sends until its
-    stream is reset, other paths answer with the method, query and body size.
+    stream is reset, other paths answer with the method, query and body size. A WebSocket
+    echoes each message with ``?echo``, and otherwise answers with its version and scheme.
     """
 
     entries: list[tuple[str, str, int, str]] = field(default_factory=list)
@@ -94,9 +112,12 @@ class ScopeLog:
         if scope["type"] == "websocket":
             await receive()
             await send({"type": "websocket.accept"})
-            while (await receive())["type"] == "websocket.receive":
-                answer = f"{scope['http_version']} {scope['scheme']}"
-                await send({"type": "websocket.send", "text": answer})
+            while (message := await receive())["type"] == "websocket.receive":
+                if scope["query_string"] == b"echo":
+                    await send({"type": "websocket.send", "bytes": message["bytes"]})
+                else:
+                    answer = f"{scope['http_version']} {scope['scheme']}"
+                    await send({"type": "websocket.send", "text": answer})
             return
         body, _ = await read_body(receive)
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -134,7 +155,7 @@ def https_server(tmp_path: Path, scope_log: ScopeLog) -> Iterator[RunningServer]
         yield server
 
 
-def test_chromium_loads_fetches_and_opens_a_websocket_on_one_http2_connection(
+def test_chromium_loads_fetches_and_opens_websockets_on_one_http2_connection(
     chromium: Any, https_server: RunningServer, scope_log: ScopeLog
 ) -> None:
     # The test certificate's authority is not one Chromium trusts.
@@ -142,7 +163,8 @@ def test_chromium_loads_fetches_and_opens_a_websocket_on_one_http2_connection(
     try:
         page = context.new_page()
         page.goto(f"https://127.0.0.1:{https_server.port}/")
-        answers = page.evaluate("exchangeOverOneConnection()")
+        sizes = [POSTED_SIZE, UPLOADED_PARTS]
+        answers = page.evaluate("exchangeOverOneConnection", sizes)
     finally:
         context.close()
     assert answers["gets"] == ["GET 1 0", "GET 2 0", "GET 3 0", "GET 4 0"]
@@ -150,6 +172,7 @@ def test_chromium_loads_fetches_and_opens_a_websocket_on_one_http2_connection(
     assert answers["upload"] == f"POST streamed {UPLOADED_PARTS * 1000}"
     assert answers["streamed"] == b"".join(STREAMED_PARTS).decode()
     assert answers["websocket"] == "2 wss"
+    assert answers["echoes"] == [True, True]
     paths = {path for _, _, _, path in scope_log.entries}
     assert {"/", "/get", "/echo", "/stream", "/ws"} <= paths
     assert {version for _, version, _, _ in scope_log.entries} == {"2"}
@@ -163,7 +186,7 @@ def test_chromium_aborting_a_fetch_resets_only_its_stream(
     try:
         page = context.new_page()
         page.goto(f"https://127.0.0.1:{https_server.port}/")
-        answer = page.evaluate("abortAResponseThenFetch()")
+        answer = page.evaluate("abortAResponseThenFetch")
         # While the page and its connection are still open: only the reset can stop it.
         assert scope_log.endless_stopped.wait(5)
     finally:
