@@ -19,6 +19,7 @@ from tests.protocols.http1_apps import read_body
 from tests.tls_support import Certificate
 
 STREAMED_PARTS = [f"part {index};".encode() for index in range(8)]
+GET_COUNT = 150
 POSTED_SIZE = 200_000
 UPLOADED_PARTS = 100
 # Far more than Chromium's windows let through unread: only a reset stream ends it early.
@@ -27,10 +28,12 @@ ENDLESS_SIZE = 1 << 30
 PAGE = b"""<!doctype html>
 <title>one connection</title>
 <script>
-  async function exchangeOverOneConnection([postedSize, uploadedParts]) {
+  async function exchangeOverOneConnection([getCount, postedSize, uploadedParts]) {
     const answers = {};
+    // More at once than SETTINGS_MAX_CONCURRENT_STREAMS (100): Chromium queues the rest.
+    const numbers = Array.from({ length: getCount }, (_, n) => n);
     answers.gets = await Promise.all(
-      [1, 2, 3, 4].map((n) => fetch("/get?" + n).then((response) => response.text()))
+      numbers.map((n) => fetch("/get?" + n).then((response) => response.text()))
     );
     const posted = await fetch("/echo", { method: "POST", body: "p".repeat(postedSize) });
     answers.post = await posted.text();
@@ -163,11 +166,11 @@ def test_chromium_loads_fetches_and_opens_websockets_on_one_http2_connection(
     try:
         page = context.new_page()
         page.goto(f"https://127.0.0.1:{https_server.port}/")
-        sizes = [POSTED_SIZE, UPLOADED_PARTS]
+        sizes = [GET_COUNT, POSTED_SIZE, UPLOADED_PARTS]
         answers = page.evaluate("exchangeOverOneConnection", sizes)
     finally:
         context.close()
-    assert answers["gets"] == ["GET 1 0", "GET 2 0", "GET 3 0", "GET 4 0"]
+    assert answers["gets"] == [f"GET {n} 0" for n in range(GET_COUNT)]
     assert answers["post"] == f"POST  {POSTED_SIZE}"
     assert answers["upload"] == f"POST streamed {UPLOADED_PARTS * 1000}"
     assert answers["streamed"] == b"".join(STREAMED_PARTS).decode()
