@@ -12,24 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-import trustme
 
 from hasten.server import Server
 from tests.apps.cli_target import app as facts_app
 from tests.harness import hasten_process, listening_on, run_server, skip_without_ipv6_loopback
-
-
-class Certificate:
-    """A server certificate for 127.0.0.1 and the CA file that trusts it."""
-
-    def __init__(self, directory: Path) -> None:
-        authority = trustme.CA()
-        self.server_pem = directory / "server.pem"
-        self.ca_pem = directory / "ca.pem"
-        authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
-            str(self.server_pem)
-        )
-        authority.cert_pem.write_to_path(str(self.ca_pem))
+from tests.tls_support import Certificate
 
 
 @pytest.fixture(scope="module")
