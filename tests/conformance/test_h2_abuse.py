@@ -295,6 +295,23 @@ def test_zero_window_stall_is_reset(abuse: tuple[RunningServer, AbuseApp]) -> No
     assert response.body == b""
 
 
+def test_data_dribbled_open_a_byte_at_a_time_gets_goaway_enhance_your_calm(
+    abuse: tuple[RunningServer, AbuseApp],
+) -> None:
+    """CVE-2019-9511: a one-byte window reopened a byte at a time makes the server send a
+    frame per byte; each WINDOW_UPDATE spends the control budget and a byte of DATA earns
+    almost none of it back. (A small window refilled whole pays for itself: see
+    test_http2_clients' 1023-byte window.)"""
+    server, _ = abuse
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1}
+    with H2Client(server.host, server.port, settings=settings).start() as client:
+        stream_id = client.request("/big")
+        client.wait_for(lambda: client.goaway is not None, timeout=20)
+        received = len(client.responses[stream_id].body)
+    assert client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert 500 < received < 10_000
+
+
 class StreamsToNobody:
     """Streams up to 64 MiB of response; records what its send() raised, and what its
     receive() said next."""

@@ -219,13 +219,6 @@ def test_nghttp_upgrade_with_data_posts_on_the_upgraded_connection(
     assert len(scope_log.connections()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a DATA frame under 1024 bytes earns back no control-frame budget "
-    "(http2/stream.py _USEFUL_FRAME_SIZE), so the WINDOW_UPDATEs a client with a 1023-byte "
-    "stream window must send for each frame exhaust h2_max_control_frames: GOAWAY "
-    "ENHANCE_YOUR_CALM after about 0.5 MiB",
-)
 def test_nghttp_with_a_1023_byte_stream_window_downloads_1_mib(
     nghttp: str, h2c_server: RunningServer
 ) -> None:

@@ -62,6 +62,8 @@ DEFAULT_WINDOW: Final = 65535
 _CLOSED_STREAMS_KEPT: Final = 4096
 # Response fields whose values rarely repeat: not worth a dynamic table entry each.
 _UNINDEXED_RESPONSE_FIELDS: Final = frozenset({b"content-length", b"etag", b"set-cookie"})
+# Two control frames (a stream's and the connection's WINDOW_UPDATE) per KiB of DATA sent.
+_BUDGET_EARNED_PER_BYTE: Final = 2 / 1024
 _RESETS_A_CLIENT_CAN_PROVOKE: Final = frozenset(
     {ErrorCode.CANCEL, ErrorCode.REFUSED_STREAM, ErrorCode.PROTOCOL_ERROR}
 )
@@ -576,6 +578,10 @@ class H2Machine:
         stream.send_window -= size
         self.connection_send_window -= size
         self.writer.data(stream_id, data, end_stream)
+        # Sent data earns back the control budget the client's WINDOW_UPDATEs for it spend,
+        # in proportion: a window refilled whole, however small, pays for itself; one
+        # opened a few bytes at a time (data dribble, CVE-2019-9511) does not.
+        self.control_budget.earn(size * _BUDGET_EARNED_PER_BYTE + (2 if end_stream else 0))
         if end_stream:
             self._local_end(stream)
 

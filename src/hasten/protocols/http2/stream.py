@@ -32,10 +32,6 @@ if TYPE_CHECKING:
 
     from hasten.protocols.http2.connection import H2Connection
 
-# A DATA frame this large is useful work, and earns back the control-frame budget that the
-# client's WINDOW_UPDATEs for it spend; smaller ones (a window dribbled open a byte at a
-# time, CVE-2019-9511) earn nothing.
-_USEFUL_FRAME_SIZE: Final = 1024
 Headers = list[tuple[bytes, bytes]]
 # The :status field of the common statuses, made once.
 _STATUS_FIELDS: Final = {status: (b":status", b"%d" % status) for status in range(200, 600)}
@@ -303,11 +299,8 @@ class H2Stream(Exchange):
     def send_frame(self, chunk: bytes, end_stream: bool) -> None:
         """One DATA frame, which the windows have room for."""
         conn = self.conn
-        machine = conn.h2
-        machine.send_data(self.stream_id, chunk, end_stream)
+        conn.h2.send_data(self.stream_id, chunk, end_stream)
         self.progress_at = conn.state.loop.time()
-        if len(chunk) >= _USEFUL_FRAME_SIZE or end_stream:
-            machine.control_budget.earn(2)
 
     def send_trailers(self, fields: dict[str, Any]) -> bool:
         for header in fields.get("headers", ()):
