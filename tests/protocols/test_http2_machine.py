@@ -313,6 +313,25 @@ def test_rapid_reset_spends_the_reset_budget() -> None:
     assert caught.value.code == ErrorCode.ENHANCE_YOUR_CALM
 
 
+def test_closed_streams_are_remembered_within_a_bound() -> None:
+    """A late frame on a recently reset stream is answered on the stream; the memory of
+    closed streams stays bounded however many streams a connection serves."""
+    machine = started_machine()
+    encoder = hpack.Encoder()
+    for stream_id in range(1, 4001, 2):
+        block = encoder.encode(REQUEST_FIELDS[0])
+        machine.receive_data(
+            hf.HeadersFrame(stream_id, block, flags=["END_HEADERS"]).serialize(), 0.0
+        )
+        machine.reset_stream(stream_id, ErrorCode.NO_ERROR, 0.0)
+    assert len(machine.closed_streams) <= 2 * machine.closed_streams_kept
+    machine.data_to_send()
+    assert machine.receive_data(hf.DataFrame(3999, b"late").serialize(), 0.0) == []
+    assert (3999, ErrorCode.STREAM_CLOSED) in outcome_of_sent(
+        Outcome(), machine.data_to_send()
+    ).resets_sent
+
+
 # -- The server's side, read by h2's client --------------------------------------------------
 
 

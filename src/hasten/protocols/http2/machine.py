@@ -56,10 +56,11 @@ from hasten.protocols.http2.limits import H2Limits, RateBudget
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # RFC 9113 §6.9.2: every window starts at 65,535 until SETTINGS say otherwise.
 DEFAULT_WINDOW: Final = 65535
-# How many closed streams are remembered at least (twice as many at most), to tell a late
-# frame on a reset stream (answered with RST_STREAM) from one on a stream that ended (a
-# connection error).
-_CLOSED_STREAMS_KEPT: Final = 4096
+# How many closed streams are remembered at least (twice as many at most), beyond twice the
+# concurrency limit, to tell a late frame on a reset stream (answered with RST_STREAM) from
+# one on a stream that ended (a connection error): late frames are at most a round trip
+# late, and each remembered stream costs its connection some 60 bytes.
+_CLOSED_STREAMS_KEPT: Final = 256
 # Response fields whose values rarely repeat: not worth a dynamic table entry each.
 _UNINDEXED_RESPONSE_FIELDS: Final = frozenset({b"content-length", b"etag", b"set-cookie"})
 # Two control frames (a stream's and the connection's WINDOW_UPDATE) per KiB of DATA sent.
@@ -148,6 +149,7 @@ class H2Machine:
 
     __slots__ = (
         "closed_streams",
+        "closed_streams_kept",
         "connection_receive_window",
         "connection_send_window",
         "connection_unacknowledged",
@@ -180,6 +182,7 @@ class H2Machine:
         self.encoder = HeaderEncoder(unindexed_names=_UNINDEXED_RESPONSE_FIELDS)
         self.streams: dict[int, StreamState] = {}
         self.closed_streams: dict[int, int] = {}
+        self.closed_streams_kept = max(_CLOSED_STREAMS_KEPT, 2 * limits.h2_max_concurrent_streams)
         self.highest_stream_id = 0
         self.preface_left = PREFACE
         self.settings_received = False
@@ -537,10 +540,11 @@ class H2Machine:
     def _remember_closed(self, stream_id: int, closed_by: int) -> None:
         closed = self.closed_streams
         closed[stream_id] = closed_by
-        if len(closed) >= 2 * _CLOSED_STREAMS_KEPT:
+        kept = self.closed_streams_kept
+        if len(closed) >= 2 * kept:
             # The newest are kept, in one rebuild now and then: deleting the oldest one at
             # a time would leave the dict a scan over deleted slots for every next(iter()).
-            self.closed_streams = dict(list(closed.items())[-_CLOSED_STREAMS_KEPT:])
+            self.closed_streams = dict(list(closed.items())[-kept:])
 
     # -- budgets (§10.5) ----------------------------------------------------------------------
 
