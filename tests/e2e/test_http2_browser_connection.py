@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,18 +159,25 @@ def https_server(tmp_path: Path, scope_log: ScopeLog) -> Iterator[RunningServer]
         yield server
 
 
-def test_chromium_loads_fetches_and_opens_websockets_on_one_http2_connection(
-    chromium: Any, https_server: RunningServer, scope_log: ScopeLog
-) -> None:
+@contextmanager
+def page_of(chromium: Any, server: RunningServer) -> Iterator[Any]:
+    """The server's page, open in a fresh browser context for the duration."""
     # The test certificate's authority is not one Chromium trusts.
     context = chromium.new_context(ignore_https_errors=True)
     try:
         page = context.new_page()
-        page.goto(f"https://127.0.0.1:{https_server.port}/")
-        sizes = [GET_COUNT, POSTED_SIZE, UPLOADED_PARTS]
-        answers = page.evaluate("exchangeOverOneConnection", sizes)
+        page.goto(f"https://127.0.0.1:{server.port}/")
+        yield page
     finally:
         context.close()
+
+
+def test_chromium_loads_fetches_and_opens_websockets_on_one_http2_connection(
+    chromium: Any, https_server: RunningServer, scope_log: ScopeLog
+) -> None:
+    with page_of(chromium, https_server) as page:
+        sizes = [GET_COUNT, POSTED_SIZE, UPLOADED_PARTS]
+        answers = page.evaluate("exchangeOverOneConnection", sizes)
     assert answers["gets"] == [f"GET {n} 0" for n in range(GET_COUNT)]
     assert answers["post"] == f"POST  {POSTED_SIZE}"
     assert answers["upload"] == f"POST streamed {UPLOADED_PARTS * 1000}"
@@ -185,15 +193,10 @@ def test_chromium_loads_fetches_and_opens_websockets_on_one_http2_connection(
 def test_chromium_aborting_a_fetch_resets_only_its_stream(
     chromium: Any, https_server: RunningServer, scope_log: ScopeLog
 ) -> None:
-    context = chromium.new_context(ignore_https_errors=True)
-    try:
-        page = context.new_page()
-        page.goto(f"https://127.0.0.1:{https_server.port}/")
+    with page_of(chromium, https_server) as page:
         answer = page.evaluate("abortAResponseThenFetch")
         # While the page and its connection are still open: only the reset can stop it.
         assert scope_log.endless_stopped.wait(5)
-    finally:
-        context.close()
     assert answer == "GET  0"
     assert scope_log.endless_sent < ENDLESS_SIZE
     paths = [path for _, _, _, path in scope_log.entries]
