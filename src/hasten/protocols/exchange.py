@@ -55,7 +55,7 @@ FILE_EXTENSIONS: Final[dict[str, Any]] = {PATHSEND_EXTENSION: {}, ZEROCOPYSEND_E
 
 
 # RFC 9110 §8.6: a Content-Length the app sends is digits (and fits a 64-bit length).
-CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
+_CONTENT_LENGTH_VALUE: Final = re.compile(rb"[0-9]{1,18}").fullmatch
 # The response fields HTTP/1.1's framing reads rather than passes on.
 _FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 # RFC 9113 §8.2.2: connection-specific fields must not appear in HTTP/2; the app's are dropped.
@@ -82,7 +82,7 @@ def response_header(header: Any) -> ResponseHeader:
         ) from None
     check_response_header(name, value)
     lowered = name.lower()
-    if lowered == b"content-length" and CONTENT_LENGTH_VALUE(value) is None:
+    if lowered == b"content-length" and _CONTENT_LENGTH_VALUE(value) is None:
         raise RuntimeError(f"Invalid response Content-Length {value!r}")
     # RFC 9113 §8.2.1: no whitespace at either end of a value (HTTP/1.1 reads it as OWS).
     field = None if lowered in CONNECTION_SPECIFIC_FIELDS else (lowered, value.strip(b" \t"))

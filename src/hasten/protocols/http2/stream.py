@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from hasten.protocols.http2.connection import H2Connection
 
 Headers = list[tuple[bytes, bytes]]
-# The :status field of the common statuses, made once.
+# The :status field of every final status (check_response_status allows no other), made once.
 _STATUS_FIELDS: Final = {status: (b":status", b"%d" % status) for status in range(200, 600)}
 
 
@@ -154,7 +154,7 @@ class H2Stream(Exchange):
         self.status = status
         self.response_started = True
         self.head = [
-            (b":status", b"%d" % status),
+            _STATUS_FIELDS[status],
             *self.conn.default_headers(None),
             (b"content-type", PLAIN_RESPONSE_CONTENT_TYPE),
             (b"content-length", b"%d" % len(plain_response_body(status))),
@@ -187,7 +187,7 @@ class H2Stream(Exchange):
 
     def start_response(self, fields: dict[str, Any]) -> None:
         status = check_response_status(fields.get("status"))
-        head: Headers = [_STATUS_FIELDS.get(status) or (b":status", b"%d" % status)]
+        head: Headers = [_STATUS_FIELDS[status]]
         default_names = self.state.default_header_names
         overridden: set[bytes] | None = None
         # Nothing is stored on the stream until every header passed its checks, so an app
